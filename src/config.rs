@@ -1,0 +1,180 @@
+//! Configuration: which package families are managed and how their uutils
+//! counterparts are named.
+//!
+//! Package names and command prefixes are data, not code paths: Arch renames
+//! packages and uutils changes prefixes, and an admin can follow without a
+//! new release. The defaults are Arch's as of pacman 7.x: `coreutils` with
+//! `uutils-coreutils` (`uu-` prefix), `findutils` with the AUR's
+//! `uutils-findutils` / `uutils-findutils-bin` (`uu-` prefix).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorId, Result};
+
+/// Where the configuration file lives, relative to `--root`.
+pub const CONFIG_PATH: &str = "etc/oxidizr-arch/config.toml";
+
+/// A package that provides uutils commands for a family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UutilsProvider {
+    /// The package name, e.g. `uutils-coreutils`.
+    pub package: String,
+    /// The prefix of its commands in the bin dir, e.g. `uu-` for `/usr/bin/uu-ls`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "uu-".to_string()
+}
+
+/// One family: a GNU package whose commands may be replaced by uutils ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Family {
+    /// A short name for output, e.g. `coreutils`.
+    pub name: String,
+    /// The GNU package whose files under `usr/bin` are the applets.
+    pub gnu_package: String,
+    /// Packages that provide uutils counterparts, in order of preference.
+    pub uutils: Vec<UutilsProvider>,
+}
+
+/// The whole configuration. Only `families` exists at this stage; unknown
+/// keys are refused so a typo never silently does nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The managed families, in display order.
+    #[serde(default = "default_families", rename = "family")]
+    pub families: Vec<Family>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { families: default_families() }
+    }
+}
+
+fn provider(package: &str) -> UutilsProvider {
+    UutilsProvider { package: package.to_string(), prefix: default_prefix() }
+}
+
+/// Arch's families: coreutils and findutils with their uutils packages.
+pub fn default_families() -> Vec<Family> {
+    vec![
+        Family {
+            name: "coreutils".into(),
+            gnu_package: "coreutils".into(),
+            uutils: vec![provider("uutils-coreutils")],
+        },
+        Family {
+            name: "findutils".into(),
+            gnu_package: "findutils".into(),
+            uutils: vec![provider("uutils-findutils"), provider("uutils-findutils-bin")],
+        },
+    ]
+}
+
+impl Config {
+    /// Parses a configuration from TOML text and validates it.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| Error::new(ErrorId::Config, format!("invalid configuration: {}", e.message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads `<root>/etc/oxidizr-arch/config.toml`; Arch's defaults when the
+    /// file does not exist. Any other read or parse failure is `E_CONFIG`.
+    pub fn load(root: &Path) -> Result<Config> {
+        let path = root.join(CONFIG_PATH);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                Config::from_toml(&text).map_err(|e| Error::new(e.id, format!("{}: {}", path.display(), e.reason)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(Error::io(ErrorId::Config, format!("cannot read {}", path.display()), e)),
+        }
+    }
+
+    /// Refuses names that cannot be package names or safe command prefixes.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for family in &self.families {
+            check_name("family name", &family.name)?;
+            check_name("package name", &family.gnu_package)?;
+            if !seen.insert(family.name.as_str()) {
+                return Err(Error::new(ErrorId::Config, format!("family '{}' is defined twice", family.name)));
+            }
+            for p in &family.uutils {
+                check_name("package name", &p.package)?;
+                if p.prefix.contains('/') || p.prefix.contains('\0') {
+                    return Err(Error::new(ErrorId::Config, format!("prefix '{}' must not contain '/'", p.prefix)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Package names per makepkg's rules: alphanumerics and `@._+-`, not
+/// starting with `-` or `.`.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '.'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorId::Config, format!("invalid {what} '{name}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_arch_names() {
+        let c = Config::default();
+        assert_eq!(c.families[0].gnu_package, "coreutils");
+        assert_eq!(c.families[0].uutils[0].package, "uutils-coreutils");
+        assert_eq!(c.families[1].uutils.len(), 2);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_names_and_prefix() {
+        let c = Config::from_toml(
+            r#"
+            [[family]]
+            name = "coreutils"
+            gnu_package = "coreutils"
+            uutils = [{ package = "rust-coreutils", prefix = "" }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.families.len(), 1);
+        assert_eq!(c.families[0].uutils[0].prefix, "");
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_config_errors() {
+        let e = Config::from_toml("famly = 1").unwrap_err();
+        assert_eq!(e.id, ErrorId::Config);
+        let e = Config::from_toml("[[family]]\nname='x'\ngnu_package='../etc'\nuutils=[]").unwrap_err();
+        assert_eq!(e.id, ErrorId::Config);
+        let e = Config::from_toml("[[family]]\nname='x'\ngnu_package='x'\nuutils=[{package='y',prefix='a/b'}]")
+            .unwrap_err();
+        assert_eq!(e.id, ErrorId::Config);
+    }
+}

@@ -1,0 +1,88 @@
+//! Helpers for tests that run in the testbed: Arch-like packages built by
+//! test-orch/mkpkg from the root's real binaries, and throwaway package roots
+//! driven by the real pacman.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository (mounted at /src in the testbed).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The oxidizr-hook binary under test.
+pub fn oxidizr_hook() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oxidizr-hook"))
+}
+
+/// Fails loudly (never skips) when a testbed prerequisite is missing.
+pub fn require_testbed() {
+    assert_eq!(rustix::process::geteuid().as_raw(), 0, "testbed tests need root: run them through test-orch/run test");
+    let pacman = Command::new("pacman").arg("--version").output().expect("pacman must be installed in the testbed");
+    assert!(pacman.status.success(), "pacman --version failed");
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Builds an Arch-like package (see test-orch/mkpkg) and returns its path.
+pub fn mkpkg(outdir: &Path, kind: &str, version: &str, variant: Option<&str>) -> PathBuf {
+    let mut cmd = Command::new(repo().join("test-orch/mkpkg"));
+    cmd.args([kind, version]).arg(outdir);
+    if let Some(v) = variant {
+        cmd.arg(v);
+    }
+    let out = run_ok(&mut cmd);
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// An empty package root driven by the real pacman with `--root`.
+pub struct PkgRoot {
+    dir: tempfile::TempDir,
+}
+
+impl PkgRoot {
+    /// A fresh root with an empty local database.
+    pub fn new() -> PkgRoot {
+        let dir = tempfile::Builder::new().prefix("pkgroot.").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("var/lib/pacman")).unwrap();
+        std::fs::create_dir_all(dir.path().join("var/cache/pacman/pkg")).unwrap();
+        std::fs::create_dir_all(dir.path().join("var/log")).unwrap();
+        PkgRoot { dir }
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The local database directory.
+    pub fn dbpath(&self) -> PathBuf {
+        self.path().join("var/lib/pacman")
+    }
+
+    /// `pacman --root R --dbpath R/var/lib/pacman --noconfirm ARGS`.
+    pub fn pacman(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("pacman");
+        cmd.arg("--root").arg(self.path()).arg("--dbpath").arg(self.dbpath()).arg("--noconfirm").args(args);
+        run_ok(&mut cmd)
+    }
+
+    /// Installs package files with `pacman -U`.
+    pub fn install(&self, pkgs: &[PathBuf]) {
+        let mut args = vec!["-U"];
+        args.extend(pkgs.iter().map(|p| p.to_str().unwrap()));
+        self.pacman(&args);
+    }
+}
