@@ -9,6 +9,7 @@
 //! - [`error`]: stable error ids and exit codes.
 //! - [`journal`]: journald logging.
 //! - [`cli`]: the command-line definition.
+//! - [`kernel`]: the filesystem safety kernel (the only code that mutates).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,4 +18,5 @@ pub mod config;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod kernel;
 pub mod status;

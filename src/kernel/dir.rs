@@ -1,0 +1,279 @@
+//! Dir: an open directory handle and the `*at` operations the kernel is
+//! allowed to perform through it. Names are single components; nothing is
+//! ever resolved through a symlink.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::fsync::FsyncLog;
+use super::safepath::{check_component, open_child_dir};
+use crate::error::{Error, ErrorId, Result};
+
+/// What a name in a directory currently is (never followed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Nothing by that name.
+    Absent,
+    /// A regular file.
+    File(Meta),
+    /// A symlink and its destination (not followed).
+    Symlink(Meta, String),
+    /// A directory.
+    Directory(Meta),
+    /// A fifo, socket or device node.
+    Special(Meta),
+}
+
+impl Entry {
+    /// A short name of the kind, for messages and sidecars.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::Absent => "none",
+            Entry::File(_) => "file",
+            Entry::Symlink(..) => "symlink",
+            Entry::Directory(_) => "directory",
+            Entry::Special(_) => "special",
+        }
+    }
+}
+
+/// The metadata of an entry that restore must reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Device of the inode.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Permission bits including setuid/setgid/sticky (no file type).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime_sec: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+}
+
+impl Meta {
+    /// Metadata from a `stat` result.
+    pub fn from_stat(st: &Stat) -> Meta {
+        Meta {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32 & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime_sec: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as u32,
+            nlink: st.st_nlink as u64,
+        }
+    }
+
+    /// Whether both name the same inode.
+    pub fn same_inode(&self, other: &Meta) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+/// An open directory. Every method works on single names inside it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Dir {
+    /// Wraps an fd that was opened with `O_DIRECTORY | O_NOFOLLOW`.
+    pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir { fd, path }
+    }
+
+    /// The directory's path, for messages only (never used to resolve).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of a name in this directory, for messages only.
+    pub fn show(&self, name: &str) -> String {
+        self.path.join(name).display().to_string()
+    }
+
+    /// The raw handle.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Opens a child directory (no symlink followed), creating it if asked.
+    pub fn subdir(&self, name: &str, create: bool) -> Result<Dir> {
+        self.check_name(name)?;
+        let path = self.path.join(name);
+        let fd = match open_child_dir(&self.fd, name) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => {
+                        return Err(Error::io(ErrorId::Io, format!("cannot create {}", path.display()), e.into()))
+                    }
+                }
+                open_child_dir(&self.fd, name)
+                    .map_err(|e| Error::io(ErrorId::Io, format!("cannot open {}", path.display()), e.into()))?
+            }
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+                return Err(Error::io(
+                    ErrorId::Policy,
+                    format!("{} is not a directory (symlinks are never followed)", path.display()),
+                    e.into(),
+                ))
+            }
+            Err(e) => return Err(Error::io(ErrorId::Io, format!("cannot open {}", path.display()), e.into())),
+        };
+        Ok(Dir { fd, path })
+    }
+
+    /// Refuses names that are not single normal components.
+    pub fn check_name(&self, name: &str) -> Result<()> {
+        check_component(name).map_err(|why| {
+            Error::new(
+                ErrorId::Policy,
+                format!("refused name '{}' in {}: {why}", name.escape_debug(), self.path.display()),
+            )
+        })
+    }
+
+    /// What `name` is, without following it.
+    pub fn entry(&self, name: &str) -> Result<Entry> {
+        self.check_name(name)?;
+        let st = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(Entry::Absent),
+            Err(e) => return Err(Error::io(ErrorId::Io, format!("cannot stat {}", self.show(name)), e.into())),
+        };
+        let meta = Meta::from_stat(&st);
+        Ok(match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Entry::File(meta),
+            FileType::Directory => Entry::Directory(meta),
+            FileType::Symlink => Entry::Symlink(meta, self.read_link(name)?),
+            _ => Entry::Special(meta),
+        })
+    }
+
+    /// The destination of the symlink `name` (not followed).
+    pub fn read_link(&self, name: &str) -> Result<String> {
+        let target = rustix::fs::readlinkat(&self.fd, name, Vec::new())
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot read link {}", self.show(name)), e.into()))?;
+        cstring_to_string(target, &self.show(name))
+    }
+
+    /// Opens the regular file `name` read-only without following a symlink
+    /// and without blocking on a fifo.
+    pub fn open_file(&self, name: &str) -> Result<OwnedFd> {
+        self.check_name(name)?;
+        rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(ErrorId::Io, format!("cannot open {}", self.show(name)), e.into()))
+    }
+
+    /// A fresh temporary name for `purpose` in this directory. The caller
+    /// creates it exclusively (`O_EXCL`, `symlinkat`, `linkat`) and picks the
+    /// next name on `EEXIST`: something planted there is never followed or
+    /// overwritten.
+    pub fn tmp_name(&self, purpose: &str) -> String {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let short: String = purpose.chars().take(120).collect();
+        format!(".oxidizr-tmp.{}.{}.{}", short, rustix::process::getpid().as_raw_nonzero(), n)
+    }
+
+    /// Creates a symlink `target` under a fresh temporary name; returns it.
+    pub fn symlink_tmp(&self, purpose: &str, target: &str) -> Result<String> {
+        self.create_tmp(purpose, |tmp| rustix::fs::symlinkat(target, &self.fd, tmp))
+    }
+
+    /// Runs `create` with fresh temporary names until one does not exist.
+    pub fn create_tmp(&self, purpose: &str, mut create: impl FnMut(&str) -> rustix::io::Result<()>) -> Result<String> {
+        for _ in 0..64 {
+            let tmp = self.tmp_name(purpose);
+            match create(&tmp) {
+                Ok(()) => return Ok(tmp),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(Error::io(ErrorId::Io, format!("cannot create {}", self.show(&tmp)), e.into())),
+            }
+        }
+        Err(Error::new(ErrorId::Policy, format!("no free temporary name in {}", self.path.display())))
+    }
+
+    /// Renames `from` over `to` in this directory (atomic replace).
+    pub fn rename(&self, from: &str, to: &str) -> std::result::Result<(), Errno> {
+        rustix::fs::renameat(&self.fd, from, &self.fd, to)
+    }
+
+    /// Renames `from` in this directory to `to` in `dest`, failing if `to` exists.
+    pub fn rename_noreplace(&self, from: &str, dest: &Dir, to: &str) -> std::result::Result<(), Errno> {
+        rustix::fs::renameat_with(&self.fd, from, &dest.fd, to, rustix::fs::RenameFlags::NOREPLACE)
+    }
+
+    /// Removes a non-directory `name`; absent is fine.
+    pub fn remove_file(&self, name: &str) -> Result<()> {
+        self.check_name(name)?;
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io(ErrorId::Io, format!("cannot remove {}", self.show(name)), e.into())),
+        }
+    }
+
+    /// Removes an empty directory `name`; absent is fine.
+    pub fn remove_dir(&self, name: &str) -> Result<()> {
+        self.check_name(name)?;
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io(ErrorId::Io, format!("cannot remove {}", self.show(name)), e.into())),
+        }
+    }
+
+    /// Names in this directory (not `.`/`..`), sorted; names that are not
+    /// UTF-8 are returned lossily and marked by the caller as foreign.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let fd = rustix::fs::openat(&self.fd, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
+        let mut dir = rustix::fs::Dir::read_from(&fd)
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
+        let mut names = Vec::new();
+        while let Some(ent) = dir.next() {
+            let ent =
+                ent.map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
+            let name = String::from_utf8_lossy(ent.file_name().to_bytes()).into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// fsyncs the directory itself, timed into `log`.
+    pub fn sync(&self, log: &mut FsyncLog) -> Result<()> {
+        log.fsync(&self.fd, &self.path.display().to_string())
+    }
+}
+
+fn cstring_to_string(c: CString, shown: &str) -> Result<String> {
+    c.into_string().map_err(|_| Error::new(ErrorId::Policy, format!("{shown}: link destination is not UTF-8")))
+}

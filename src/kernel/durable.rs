@@ -1,0 +1,89 @@
+//! Durable small files (sidecars, state, manifests): written to an
+//! exclusive temporary name, fsynced, renamed over the final name, and the
+//! directory fsynced. A reader sees the old content or the new, never a
+//! torn write; after the directory fsync the new content survives power loss.
+
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::crash;
+use super::dir::{Dir, Entry};
+use super::fsync::FsyncLog;
+use crate::error::{Error, ErrorId, Result};
+
+/// Files we read back are small; anything bigger is corrupt, not data.
+pub const MAX_DURABLE_SIZE: u64 = 16 << 20;
+
+/// Writes `bytes` to `name` in `dir` atomically and durably (mode 0644).
+pub fn write_durable(dir: &Dir, name: &str, bytes: &[u8], log: &mut FsyncLog) -> Result<()> {
+    dir.check_name(name)?;
+    let mut out: Option<OwnedFd> = None;
+    let tmp = dir.create_tmp(name, |tmp| {
+        out = Some(rustix::fs::openat(
+            dir.fd(),
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?);
+        Ok(())
+    })?;
+    let fd = out.expect("create_tmp succeeded");
+    let written = (|| {
+        let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(ErrorId::Io, "dup", e))?);
+        f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(&tmp)), e))?;
+        log.fsync(&fd, &dir.show(&tmp))
+    })();
+    if let Err(e) = written {
+        let _ = dir.remove_file(&tmp);
+        return Err(e);
+    }
+    crash::point("durable:after-tmp");
+    if let Err(e) = dir.rename(&tmp, name) {
+        let _ = dir.remove_file(&tmp);
+        return Err(Error::io(ErrorId::AtomicSwap, format!("cannot replace {}", dir.show(name)), e.into()));
+    }
+    crash::point("durable:after-rename");
+    dir.sync(log)
+}
+
+/// Serializes `value` as pretty JSON (with a final newline) and writes it durably.
+pub fn write_json<T: Serialize>(dir: &Dir, name: &str, value: &T, log: &mut FsyncLog) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("our documents serialize");
+    bytes.push(b'\n');
+    write_durable(dir, name, &bytes, log)
+}
+
+/// Reads `name` (a regular file, never through a symlink); `None` if absent.
+pub fn read_bytes(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>> {
+    match dir.entry(name)? {
+        Entry::Absent => return Ok(None),
+        Entry::File(m) if m.size <= MAX_DURABLE_SIZE => {}
+        Entry::File(m) => {
+            return Err(Error::new(ErrorId::StateCorrupt, format!("{} is {} bytes: too big", dir.show(name), m.size)))
+        }
+        other => {
+            return Err(Error::new(
+                ErrorId::StateCorrupt,
+                format!("{} is a {}, not a regular file", dir.show(name), other.kind()),
+            ))
+        }
+    }
+    let fd = dir.open_file(name)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
+        .map_err(|e| Error::io(ErrorId::Io, format!("cannot read {}", dir.show(name)), e))?;
+    Ok(Some(bytes))
+}
+
+/// Reads and parses a JSON document; a parse failure is `E_STATE_CORRUPT`
+/// naming the file, never silently replaced.
+pub fn read_json<T: DeserializeOwned>(dir: &Dir, name: &str) -> Result<Option<T>> {
+    let Some(bytes) = read_bytes(dir, name)? else { return Ok(None) };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::new(ErrorId::StateCorrupt, format!("{} is corrupt: {e}", dir.show(name))))
+}

@@ -1,0 +1,226 @@
+//! Take-over and restore of one managed name.
+//!
+//! Take-over: record the prior state (sidecar, fsynced; a regular file is
+//! first harvested into the backup directory) and only then atomically
+//! replace the name by our symlink. Restore: put back exactly the prior
+//! state — the same inode (link to a temp name + rename), the same symlink,
+//! or absence — and say so when it was already back (a no-op).
+//!
+//! The name is never absent in between: both directions end in one rename
+//! over it (except restoring "absence", which is one unlink of our link).
+
+use rustix::fs::AtFlags;
+
+use super::copy::xattr_names;
+use super::crash;
+use super::digest::sha256_fd;
+use super::dir::{Dir, Entry};
+use super::flags::{ensure_mutable, inode_flags};
+use super::fsync::FsyncLog;
+use super::harvest::{harvest, stage_from_store};
+use super::sidecar::{self, Prior, Sidecar, SIDECAR_SCHEMA};
+use super::swap::replace_with_symlink;
+use crate::error::{Error, ErrorId, Result};
+
+/// The three directories a take-over works in.
+pub struct Managed<'a> {
+    /// Where the managed names live (e.g. `usr/bin`).
+    pub bin: &'a Dir,
+    /// Where prior regular files are kept (hard links).
+    pub backup: &'a Dir,
+    /// Where sidecars are written.
+    pub sidecars: &'a Dir,
+}
+
+/// What a take-over did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakenOver {
+    /// The recorded prior state's kind (`file`, `symlink`, `none`).
+    pub prior_kind: &'static str,
+    /// False when the name already was our link (nothing was done).
+    pub changed: bool,
+    /// True when the prior file had to be copied across filesystems.
+    pub degraded: bool,
+}
+
+/// How a restore ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// The prior state was put back.
+    Restored {
+        /// True when a copy (EXDEV) rather than the same inode was put back.
+        degraded: bool,
+    },
+    /// The prior state already was in place: nothing was done.
+    AlreadyRestored,
+}
+
+/// Replaces `name` by a symlink to `link`, recording its prior state first.
+/// A regular prior file is kept as `backup_name` in the backup directory.
+pub fn take_over(m: &Managed, name: &str, link: &str, backup_name: &str, log: &mut FsyncLog) -> Result<TakenOver> {
+    let current = m.bin.entry(name)?;
+    if let Entry::Symlink(_, dest) = &current {
+        if dest == link {
+            return match sidecar::read(m.sidecars, name)? {
+                Some(_) => Ok(TakenOver { prior_kind: "symlink", changed: false, degraded: false }),
+                None => Err(Error::new(
+                    ErrorId::BackupMissing,
+                    format!("{} is our link but its sidecar is missing", m.bin.show(name)),
+                )),
+            };
+        }
+    }
+    let (prior, degraded) = record_prior(m, name, &current, backup_name, log)?;
+    let kind = prior.kind();
+    let sc = Sidecar { schema: SIDECAR_SCHEMA, name: name.to_string(), link: link.to_string(), prior };
+    sidecar::write(m.sidecars, &sc, log)?;
+    crash::point("takeover:after-sidecar");
+    replace_with_symlink(m.bin, name, link, log)?;
+    Ok(TakenOver { prior_kind: kind, changed: true, degraded })
+}
+
+/// Builds the prior record; harvests a regular file into the backup dir.
+fn record_prior(
+    m: &Managed,
+    name: &str,
+    current: &Entry,
+    backup_name: &str,
+    log: &mut FsyncLog,
+) -> Result<(Prior, bool)> {
+    match current {
+        Entry::Absent => Ok((Prior::None, false)),
+        Entry::Symlink(meta, dest) => {
+            Ok((Prior::Symlink { destination: dest.clone(), uid: meta.uid, gid: meta.gid }, false))
+        }
+        Entry::File(_) => {
+            let fd = m.bin.open_file(name)?;
+            let flags = inode_flags(&fd)?;
+            ensure_mutable(flags, &m.bin.show(name))?;
+            let xattrs = xattr_names(&fd)?;
+            let h = harvest(m.bin, name, m.backup, backup_name, log)?;
+            crash::point("takeover:after-harvest");
+            let prior = Prior::File {
+                mode: h.stored.mode,
+                uid: h.stored.uid,
+                gid: h.stored.gid,
+                mtime_sec: h.stored.mtime_sec,
+                mtime_nsec: h.stored.mtime_nsec,
+                size: h.stored.size,
+                sha256: h.sha256,
+                xattrs,
+                flags,
+                dev: h.stored.dev,
+                ino: h.stored.ino,
+                backup: backup_name.to_string(),
+                degraded: h.degraded,
+            };
+            Ok((prior, h.degraded))
+        }
+        other => Err(Error::new(
+            ErrorId::Policy,
+            format!("{} is a {}: refusing to replace it", m.bin.show(name), other.kind()),
+        )),
+    }
+}
+
+/// Puts back the prior state of `name` recorded in its sidecar.
+///
+/// Refuses (`E_OWNERSHIP`) to overwrite anything that is neither our link
+/// nor the prior state: a file pacman wrote since, someone else's symlink.
+pub fn restore(m: &Managed, name: &str, log: &mut FsyncLog) -> Result<Restored> {
+    let sc = sidecar::read(m.sidecars, name)?
+        .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for {}", m.bin.show(name))))?;
+    let current = m.bin.entry(name)?;
+    if is_prior(m, name, &sc.prior, &current)? {
+        // A crash between the rename and the chown of a restored symlink
+        // leaves the right destination with the wrong owner: finish it.
+        if let (Prior::Symlink { uid, gid, .. }, Entry::Symlink(meta, _)) = (&sc.prior, &current) {
+            if (meta.uid, meta.gid) != (*uid, *gid) {
+                chown_link(m.bin, name, *uid, *gid)?;
+                return Ok(Restored::Restored { degraded: false });
+            }
+        }
+        return Ok(Restored::AlreadyRestored);
+    }
+    match (&current, &sc.prior) {
+        (Entry::Symlink(_, dest), _) if *dest == sc.link => {}
+        (Entry::Absent, Prior::File { .. } | Prior::Symlink { .. }) => {}
+        _ => {
+            return Err(Error::new(
+                ErrorId::Ownership,
+                format!(
+                    "{} is a {} that is neither our link nor its prior state: refusing to overwrite it",
+                    m.bin.show(name),
+                    current.kind()
+                ),
+            ))
+        }
+    }
+    match &sc.prior {
+        Prior::None => {
+            m.bin.remove_file(name)?;
+            crash::point("restore:after-unlink");
+            m.bin.sync(log)?;
+            Ok(Restored::Restored { degraded: false })
+        }
+        Prior::Symlink { destination, uid, gid } => {
+            replace_with_symlink(m.bin, name, destination, log)?;
+            chown_link(m.bin, name, *uid, *gid)?;
+            Ok(Restored::Restored { degraded: false })
+        }
+        Prior::File { backup, sha256, .. } => restore_file(m, name, backup, sha256, log),
+    }
+}
+
+fn restore_file(m: &Managed, name: &str, backup: &str, sha256: &str, log: &mut FsyncLog) -> Result<Restored> {
+    let kept = m.backup.open_file(backup).map_err(|e| {
+        Error::new(ErrorId::BackupMissing, format!("the kept copy {} is missing: {e}", m.backup.show(backup)))
+    })?;
+    let kept_sha = sha256_fd(&kept, &m.backup.show(backup))?;
+    if kept_sha != sha256 {
+        return Err(Error::new(
+            ErrorId::BackupMissing,
+            format!("the kept copy {} changed (sha256 {kept_sha}, expected {sha256})", m.backup.show(backup)),
+        ));
+    }
+    let (tmp, degraded) = stage_from_store(m.backup, backup, m.bin, log)?;
+    crash::point("restore:after-stage");
+    if let Err(e) = m.bin.rename(&tmp, name) {
+        let _ = m.bin.remove_file(&tmp);
+        return Err(Error::io(ErrorId::RestoreFailed, format!("cannot put back {}", m.bin.show(name)), e.into()));
+    }
+    crash::point("restore:after-rename");
+    m.bin.sync(log)?;
+    Ok(Restored::Restored { degraded })
+}
+
+/// Whether `current` already is the recorded prior state.
+fn is_prior(m: &Managed, name: &str, prior: &Prior, current: &Entry) -> Result<bool> {
+    Ok(match (prior, current) {
+        (Prior::None, Entry::Absent) => true,
+        (Prior::Symlink { destination, .. }, Entry::Symlink(_, dest)) => dest == destination,
+        (Prior::File { dev, ino, sha256, mode, uid, gid, degraded, .. }, Entry::File(meta)) => {
+            if meta.dev == *dev && meta.ino == *ino {
+                true
+            } else if *degraded {
+                let same_meta = meta.mode == *mode && meta.uid == *uid && meta.gid == *gid;
+                same_meta && sha256_fd(&m.bin.open_file(name)?, &m.bin.show(name))? == *sha256
+            } else {
+                false
+            }
+        }
+        _ => false,
+    })
+}
+
+/// Restores the owner of a symlink we just created (never following it).
+fn chown_link(dir: &Dir, name: &str, uid: u32, gid: u32) -> Result<()> {
+    rustix::fs::chownat(
+        dir.fd(),
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io(ErrorId::RestoreFailed, format!("cannot restore the owner of {}", dir.show(name)), e.into()))
+}
