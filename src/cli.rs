@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::state::Profile;
+
 /// Keep uutils coreutils/findutils as the system's core commands, safely,
 /// across every pacman transaction.
 #[derive(Debug, Parser)]
@@ -30,6 +32,12 @@ pub struct GlobalOpts {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Seconds to wait for another oxidizr-hook to finish.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    pub lock_timeout: u64,
+    /// Per-command smoke-test timeout in seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5)]
+    pub smoke_timeout: u64,
 }
 
 impl GlobalOpts {
@@ -42,6 +50,55 @@ impl GlobalOpts {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the installed GNU and uutils packages and the applets per family.
+    /// Show the installed packages, the applets, the active generation and any degraded state.
     Status,
+    /// Make a profile the system's commands: build, smoke, flip, smoke again, roll back on failure.
+    Use {
+        /// gnu or uutils.
+        profile: Profile,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep applets on GNU whatever the profile (rebuilds when a profile is active).
+    Pin {
+        /// Applet names, e.g. ls sort.
+        #[arg(required = true)]
+        applets: Vec<String>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Let pinned applets follow the profile again.
+    Unpin {
+        /// Applet names.
+        #[arg(required = true)]
+        applets: Vec<String>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Switch back to the previous good generation.
+    Rollback,
+    /// Check every invariant against the disk and the package database; exit 0 only when healthy.
+    Verify {
+        /// Converge: finish or undo interrupted work, rebuild, quarantine foreign entries.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Put the pristine GNU files back and remove our links.
+    Disable,
+    /// Start a shell (or a command) with the GNU profile first on PATH, to escape a broken uutils.
+    Canary {
+        /// Start an interactive shell ($SHELL, else /bin/sh).
+        #[arg(long)]
+        shell: bool,
+        /// A command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List the generations.
+    Generations,
+    /// Remove old generations and unreferenced store entries.
+    Gc,
 }

@@ -10,13 +10,36 @@
 //! - [`journal`]: journald logging.
 //! - [`cli`]: the command-line definition.
 //! - [`kernel`]: the filesystem safety kernel (the only code that mutates).
+//! - [`layout`]: where everything lives under the root.
+//! - [`plan`]: the desired generation, computed purely from ALPM + state.
+//! - [`store`]: the harvested GNU binaries.
+//! - [`generation`]: immutable generations, the `active` and profile pointers.
+//! - [`engine`]: the shape of every mutating operation, rollback and recovery.
+//! - [`verify`]: every invariant checked against the disk.
+//! - [`state`], [`intent`], [`lock`], [`facts`], [`rescue`]: persistent state,
+//!   the write-ahead intent, locking, audit facts, the rescue check.
+//! - [`commands`]: the admin commands' rendering.
+//! - [`smoke`]: smoke tests of applets and a behavioural suite, bounded and leak-free.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod facts;
+pub mod generation;
+pub mod intent;
 pub mod inventory;
 pub mod journal;
 pub mod kernel;
+pub mod layout;
+pub mod lock;
+pub mod plan;
+pub mod rescue;
+pub mod smoke;
+pub mod state;
 pub mod status;
+pub mod store;
+pub mod verify;

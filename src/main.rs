@@ -1,16 +1,13 @@
 //! `oxidizr-hook`: the command admins and pacman hooks run.
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use oxidizr_arch::cli::{Cli, Command, GlobalOpts};
-use oxidizr_arch::config::Config;
-use oxidizr_arch::error::{Error, ErrorId, Result};
-use oxidizr_arch::inventory::PackageDb;
-use oxidizr_arch::{journal, status};
+use oxidizr_arch::cli::{Cli, GlobalOpts};
+use oxidizr_arch::error::{Error, ErrorId};
+use oxidizr_arch::{commands, journal};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -21,25 +18,10 @@ fn main() -> ExitCode {
         }
     };
     journal::init();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match commands::run(&cli.global, &cli.command).and_then(|out| out.print(cli.global.json).map(|()| out.code)) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => report(&cli.global, &e),
     }
-}
-
-fn run(cli: &Cli) -> Result<()> {
-    match cli.command {
-        Command::Status => cmd_status(&cli.global),
-    }
-}
-
-fn cmd_status(g: &GlobalOpts) -> Result<()> {
-    let config = Config::load(&g.root)?;
-    let dbpath = g.dbpath();
-    let db = PackageDb::open(&g.root, &dbpath)?;
-    let inv = db.inventory(&config)?;
-    let out = if g.json { status::to_json(&inv, &g.root, &dbpath) + "\n" } else { status::to_text(&inv) };
-    std::io::stdout().write_all(out.as_bytes()).map_err(|e| Error::io(ErrorId::Io, "cannot write to stdout", e))
 }
 
 /// One line on stderr (pacman copies it into pacman.log), a journal entry,

@@ -58,7 +58,7 @@ fn with_managed<T>(k: &KRoot, f: impl FnOnce(&Managed, &mut FsyncLog) -> T) -> T
 
 fn with_managed_store<T>(k: &KRoot, store: &str, f: impl FnOnce(&Managed, &mut FsyncLog) -> T) -> T {
     let (bin, backup, sidecars) = (k.dir("usr/bin"), k.dir(store), k.dir("var/lib/oxidizr-arch/sidecars"));
-    let m = Managed { bin: &bin, backup: &backup, sidecars: &sidecars };
+    let m = Managed { bin: &bin, backup: &backup, backup_path: store, sidecars: &sidecars };
     let mut log = FsyncLog::default();
     f(&m, &mut log)
 }

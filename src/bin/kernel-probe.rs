@@ -53,7 +53,7 @@ fn run(args: &[String]) -> Result<String> {
                 open(&root, "usr/lib/oxidizr-arch/store")?,
                 open(&root, "var/lib/oxidizr-arch/sidecars")?,
             );
-            let m = Managed { bin: &bin, backup: &store, sidecars: &side };
+            let m = Managed { bin: &bin, backup: &store, backup_path: "usr/lib/oxidizr-arch/store", sidecars: &side };
             let t = take_over(&m, name, link, name, &mut log)?;
             Ok(format!("takeover {name}: prior {} changed {} degraded {}", t.prior_kind, t.changed, t.degraded))
         }
@@ -63,7 +63,7 @@ fn run(args: &[String]) -> Result<String> {
                 open(&root, "usr/lib/oxidizr-arch/store")?,
                 open(&root, "var/lib/oxidizr-arch/sidecars")?,
             );
-            let m = Managed { bin: &bin, backup: &store, sidecars: &side };
+            let m = Managed { bin: &bin, backup: &store, backup_path: "usr/lib/oxidizr-arch/store", sidecars: &side };
             Ok(match restore(&m, name, &mut log)? {
                 Restored::Restored { degraded } => format!("restored {name} degraded {degraded}"),
                 Restored::AlreadyRestored => format!("{name} already restored"),

@@ -80,6 +80,9 @@ pub struct Sidecar {
     pub name: String,
     /// The symlink destination we installed at the name.
     pub link: String,
+    /// The directory (relative to the root) holding the kept file of a
+    /// `file` prior.
+    pub backup_dir: String,
     /// What was there before.
     pub prior: Prior,
 }

@@ -28,6 +28,9 @@ pub struct Managed<'a> {
     pub bin: &'a Dir,
     /// Where prior regular files are kept (hard links).
     pub backup: &'a Dir,
+    /// The backup directory's path relative to the root, recorded in the
+    /// sidecar so a later restore (or GC) knows where the kept file is.
+    pub backup_path: &'a str,
     /// Where sidecars are written.
     pub sidecars: &'a Dir,
 }
@@ -72,7 +75,13 @@ pub fn take_over(m: &Managed, name: &str, link: &str, backup_name: &str, log: &m
     }
     let (prior, degraded) = record_prior(m, name, &current, backup_name, log)?;
     let kind = prior.kind();
-    let sc = Sidecar { schema: SIDECAR_SCHEMA, name: name.to_string(), link: link.to_string(), prior };
+    let sc = Sidecar {
+        schema: SIDECAR_SCHEMA,
+        name: name.to_string(),
+        link: link.to_string(),
+        backup_dir: m.backup_path.to_string(),
+        prior,
+    };
     sidecar::write(m.sidecars, &sc, log)?;
     crash::point("takeover:after-sidecar");
     replace_with_symlink(m.bin, name, link, log)?;

@@ -15,3 +15,23 @@ pacman_U() { pacman -U --noconfirm --overwrite '*' "$@"; }
 
 # The commands a package owns directly under /usr/bin, sorted.
 ql_bin() { pacman -Qlq "$1" | sed -n 's|^/usr/bin/\([^/][^/]*\)$|\1|p' | LC_ALL=C sort; }
+
+# install_all: the four Arch-like packages at / of the scenario root.
+install_all() {
+    pacman_U "$(mkpkg coreutils 9.10-1)" "$(mkpkg findutils 4.11.0-1)" \
+             "$(mkpkg uutils-coreutils 0.12.0-1)" "$(mkpkg uutils-findutils 0.10.0-1)" >/dev/null
+}
+
+# managed_applets: every applet of coreutils and findutils (pacman -Ql).
+managed_applets() { { ql_bin coreutils; ql_bin findutils; } | LC_ALL=C sort; }
+
+# expect_exit CODE CMD...: runs CMD, fails unless it exits CODE.
+expect_exit() {
+    local want=$1; shift
+    local got=0
+    "$@" || got=$?
+    [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want"
+}
+
+# inode_table: "applet inode" for every managed applet (following nothing).
+inode_table() { managed_applets | while IFS= read -r a; do printf '%s %s\n' "$a" "$(stat -c %i "/usr/bin/$a")"; done; }

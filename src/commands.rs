@@ -1,0 +1,389 @@
+//! The admin commands: each one parses nothing (clap did), takes the lock,
+//! recovers, runs the engine, and renders `==>` text or `--json`.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::{Command, GlobalOpts};
+use crate::config::Config;
+use crate::engine::{Applied, Engine, Options};
+use crate::error::{Error, ErrorId, Result};
+use crate::generation;
+use crate::inventory::PackageDb;
+use crate::layout::LIB;
+use crate::lock::{refuse_if_pacman_running, Lock};
+use crate::plan::{Plan, Source};
+use crate::state::{Profile, State};
+use crate::{status, verify};
+
+/// What a command prints: text lines and a JSON document.
+pub struct Output {
+    /// `==>`-style lines.
+    pub text: String,
+    /// The `--json` document.
+    pub json: serde_json::Value,
+    /// The exit code (0 unless the command reports unhealthy without failing).
+    pub code: u8,
+}
+
+impl Output {
+    fn new(text: String, json: serde_json::Value) -> Output {
+        Output { text, json, code: 0 }
+    }
+
+    /// Prints the text or the JSON on stdout.
+    pub fn print(&self, json_mode: bool) -> Result<()> {
+        let out = if json_mode {
+            format!("{}\n", serde_json::to_string_pretty(&self.json).expect("json"))
+        } else {
+            self.text.clone()
+        };
+        std::io::stdout().write_all(out.as_bytes()).map_err(|e| Error::io(ErrorId::Io, "cannot write to stdout", e))
+    }
+}
+
+/// Runs one command.
+pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
+    match command {
+        Command::Status => cmd_status(g),
+        Command::Use { profile, dry_run } => mutate(g, "use", *dry_run, |e, s| apply_profile(e, s, *profile, false)),
+        Command::Pin { applets, dry_run } => mutate(g, "pin", *dry_run, |e, s| pin(e, s, applets, true)),
+        Command::Unpin { applets, dry_run } => mutate(g, "unpin", *dry_run, |e, s| pin(e, s, applets, false)),
+        Command::Rollback => mutate(g, "rollback", false, rollback),
+        Command::Verify { repair: false } => cmd_verify(g),
+        Command::Verify { repair: true } => mutate(g, "verify --repair", false, repair),
+        Command::Disable => mutate(g, "disable", false, disable),
+        Command::Canary { shell, command } => canary(g, *shell, command),
+        Command::Generations => cmd_generations(g),
+        Command::Gc => mutate(g, "gc", false, |e, s| {
+            let removed = e.gc(s)?;
+            Ok(Output::new(
+                format!("==> gc: removed {}\n", if removed.is_empty() { "nothing".into() } else { removed.join(", ") }),
+                json!({ "removed": removed }),
+            ))
+        }),
+    }
+}
+
+fn options(g: &GlobalOpts, dry_run: bool) -> Options {
+    Options {
+        root: g.root.clone(),
+        dbpath: g.dbpath(),
+        dry_run,
+        smoke_timeout: Duration::from_secs(g.smoke_timeout),
+        keep_generations: 3,
+    }
+}
+
+/// The shape of every mutating command: refuse while pacman runs, lock
+/// (bounded wait), recover a pending intent, run `f`, make facts durable.
+fn mutate(
+    g: &GlobalOpts,
+    operation: &str,
+    dry_run: bool,
+    f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
+) -> Result<Output> {
+    let config = Config::load(&g.root)?;
+    let mut engine = Engine::new(options(g, dry_run), config, operation)?;
+    if dry_run {
+        let mut state = engine.load_state()?;
+        return f(&mut engine, &mut state);
+    }
+    refuse_if_pacman_running(&g.dbpath())?;
+    let mut lock = Lock::open(&engine.state_dir()?)?;
+    let _guard = lock.acquire(Duration::from_secs(g.lock_timeout))?;
+    let mut state = engine.load_state()?;
+    let recovered = engine.recover(&mut state)?;
+    let result = f(&mut engine, &mut state);
+    engine.finish();
+    let mut out = result?;
+    if let Some(r) = recovered {
+        out.text = format!("==> recovered: {r}\n{}", out.text);
+    }
+    Ok(out)
+}
+
+fn apply_profile(e: &mut Engine, s: &mut State, profile: Profile, force: bool) -> Result<Output> {
+    match e.apply(s, profile, force)? {
+        Applied::Planned(plan) => Ok(render_plan(&plan)),
+        Applied::UpToDate { generation } => Ok(Output::new(
+            format!("==> profile {} already active (generation {generation})\n", profile.as_str()),
+            json!({ "result": "up-to-date", "profile": profile, "generation": generation }),
+        )),
+        Applied::Switched { from, to, uutils, applets } => Ok(Output::new(
+            format!(
+                "==> profile {} active: generation {to} ({applets} applets, {uutils} from uutils)\n",
+                profile.as_str()
+            ),
+            json!({ "result": "switched", "profile": profile, "from": from, "to": to, "applets": applets, "uutils": uutils }),
+        )),
+    }
+}
+
+/// The dry-run rendering: deterministic (no times, no ids but the plan's).
+pub fn render_plan(plan: &Plan) -> Output {
+    let mut text = format!(
+        "==> plan {}: profile {}, {} applets ({} uutils, {} GNU)\n",
+        plan.id,
+        plan.profile.as_str(),
+        plan.applets.len(),
+        plan.uutils_count(),
+        plan.applets.len() - plan.uutils_count()
+    );
+    for (applet, p) in &plan.applets {
+        let (kind, package, version) = match &p.source {
+            Source::Gnu { package, version } => ("gnu", package, version),
+            Source::Uutils { package, version } => ("uutils", package, version),
+        };
+        text.push_str(&format!("  {applet} -> {} ({kind}: {package} {version})\n", p.target));
+    }
+    Output::new(text, json!({ "dry_run": true, "plan": plan }))
+}
+
+fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<Output> {
+    for a in applets {
+        crate::kernel::safepath::check_component(a)
+            .map_err(|why| Error::new(ErrorId::Policy, format!("invalid applet name '{}': {why}", a.escape_debug())))?;
+    }
+    let mut next = s.pins.clone();
+    for a in applets {
+        if add {
+            next.insert(a.clone());
+        } else {
+            next.remove(a);
+        }
+    }
+    let verb = if add { "pinned to GNU" } else { "unpinned" };
+    let mut probe = s.clone();
+    probe.pins = next.clone();
+    let Some(profile) = s.profile else {
+        if !e.opts.dry_run {
+            s.pins = next;
+            e.save_state(s)?;
+        }
+        return Ok(Output::new(format!("==> {verb}: {}\n", applets.join(" ")), json!({ "pins": probe.pins })));
+    };
+    if e.opts.dry_run {
+        return apply_profile(e, &mut probe, profile, false);
+    }
+    s.pins = next;
+    e.save_state(s)?;
+    let mut out = apply_profile(e, s, profile, false)?;
+    out.text = format!("==> {verb}: {}\n{}", applets.join(" "), out.text);
+    Ok(out)
+}
+
+fn rollback(e: &mut Engine, s: &mut State) -> Result<Output> {
+    let active = generation::active(&e.layout)?;
+    let (existing, _) = generation::list(&e.layout)?;
+    let target = s
+        .history
+        .iter()
+        .rev()
+        .filter(|h| h.smoke_passed && Some(h.generation) != active && existing.contains(&h.generation))
+        .map(|h| h.generation)
+        .next()
+        .ok_or_else(|| Error::new(ErrorId::Policy, "no previous good generation to roll back to"))?;
+    let manifest = generation::read_manifest(&e.layout, target)?;
+    let (_, gnu_plan) = e.plan(manifest.profile, &s.pins)?;
+    let report = e.activate(&manifest, &gnu_plan)?;
+    if !report.passed {
+        let err = generation::smoke_error(&format!("generation {target}"), &report);
+        s.degrade(err.id, err.reason.clone());
+        e.save_state(s)?;
+        return Err(err);
+    }
+    s.profile = Some(manifest.profile);
+    s.degraded = None;
+    s.record(crate::state::HistoryEntry {
+        generation: target,
+        profile: manifest.profile,
+        operation: "rollback".into(),
+        at: crate::state::now(),
+        smoke_passed: true,
+    });
+    e.save_state(s)?;
+    e.fact("commit", format!("rolled back to generation {target}"), None, active, Some(target));
+    Ok(Output::new(
+        format!("==> rolled back to generation {target} (profile {})\n", manifest.profile.as_str()),
+        json!({ "result": "rolled-back", "from": active, "to": target, "profile": manifest.profile }),
+    ))
+}
+
+fn disable(e: &mut Engine, s: &mut State) -> Result<Output> {
+    let n = e.restore_pristine()?;
+    s.profile = None;
+    s.degraded = None;
+    e.save_state(s)?;
+    e.fact("commit", format!("disabled: {n} pristine files restored"), None, None, None);
+    Ok(Output::new(
+        format!("==> disabled: {n} pristine GNU files restored, our links removed\n"),
+        json!({ "result": "disabled", "restored": n }),
+    ))
+}
+
+fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
+    let before = verify::check(e, s)?;
+    let mut actions = Vec::new();
+    if !before.is_empty() {
+        match s.profile {
+            Some(profile) => {
+                e.apply(s, profile, true)?;
+                actions.push(format!("rebuilt profile {}", profile.as_str()));
+            }
+            None => {
+                let n = e.restore_pristine()?;
+                actions.push(format!("restored {n} pristine files"));
+            }
+        }
+        let moved = verify::quarantine_foreign(e)?;
+        if moved > 0 {
+            actions.push(format!("quarantined {moved} foreign entries in /{LIB}/quarantine"));
+        }
+        e.gc(s)?;
+    }
+    let after = verify::check(e, s)?;
+    let mut out = render_verify(&after);
+    out.text = format!(
+        "==> repair: {} problem(s) found{}\n{}",
+        before.len(),
+        if actions.is_empty() { String::new() } else { format!("; {}", actions.join("; ")) },
+        out.text
+    );
+    out.json = json!({ "before": before, "actions": actions, "after": after, "healthy": after.is_empty() });
+    Ok(out)
+}
+
+fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
+    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "verify")?;
+    let state = engine.load_state()?;
+    let problems = verify::check(&engine, &state)?;
+    Ok(render_verify(&problems))
+}
+
+fn render_verify(problems: &[verify::Problem]) -> Output {
+    let mut text = String::new();
+    if problems.is_empty() {
+        text.push_str("==> healthy\n");
+    }
+    for p in problems {
+        text.push_str(&format!("==> problem [{}]: {}\n", p.code, p.detail));
+    }
+    let mut out = Output::new(text, json!({ "healthy": problems.is_empty(), "problems": problems }));
+    out.code = if problems.is_empty() { 0 } else { 1 };
+    out
+}
+
+fn cmd_status(g: &GlobalOpts) -> Result<Output> {
+    let config = Config::load(&g.root)?;
+    let dbpath = g.dbpath();
+    let inv = PackageDb::open(&g.root, &dbpath)?.inventory(&config)?;
+    let engine = Engine::new(options(g, true), config, "status")?;
+    let state = engine.load_state()?;
+    let active = generation::active(&engine.layout).ok().flatten();
+    let mut text = status::to_text(&inv);
+    let profile = state.profile.map_or("none (GNU files, unmanaged)", |p| p.as_str());
+    text.push_str(&format!(
+        "==> profile: {profile}; active generation: {}\n",
+        active.map_or("none".into(), |n| n.to_string())
+    ));
+    if !state.pins.is_empty() {
+        text.push_str(&format!("  -> pinned to GNU: {}\n", state.pins.iter().cloned().collect::<Vec<_>>().join(" ")));
+    }
+    if let Some(d) = &state.degraded {
+        text.push_str(&format!(
+            "==> DEGRADED [{}] since {}: {}\n  -> run 'oxidizr-hook verify' and 'oxidizr-hook verify --repair'\n",
+            d.error_id, d.since, d.reason
+        ));
+    }
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&status::to_json(&inv, &g.root, &dbpath)).expect("status json");
+    doc["profile"] = json!(state.profile);
+    doc["active_generation"] = json!(active);
+    doc["pins"] = json!(state.pins);
+    doc["degraded"] = json!(state.degraded);
+    Ok(Output::new(text, doc))
+}
+
+fn cmd_generations(g: &GlobalOpts) -> Result<Output> {
+    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "generations")?;
+    let (numbers, _) = generation::list(&engine.layout)?;
+    let active = generation::active(&engine.layout).ok().flatten();
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for n in numbers {
+        let mark = if Some(n) == active { "*" } else { " " };
+        match generation::read_manifest(&engine.layout, n) {
+            Ok(m) => {
+                let uutils = m.applets.values().filter(|a| matches!(a.source, Source::Uutils { .. })).count();
+                text.push_str(&format!(
+                    "{mark} {n:>4}  {:<6}  {} applets ({uutils} uutils)  plan {}  {}\n",
+                    m.profile.as_str(),
+                    m.applets.len(),
+                    m.plan_id,
+                    m.created
+                ));
+                rows.push(json!({ "generation": n, "active": Some(n) == active, "profile": m.profile, "applets": m.applets.len(), "uutils": uutils, "plan_id": m.plan_id, "created": m.created }));
+            }
+            Err(e) => {
+                text.push_str(&format!("{mark} {n:>4}  damaged: {}\n", e.reason));
+                rows.push(json!({ "generation": n, "active": Some(n) == active, "damaged": e.reason }));
+            }
+        }
+    }
+    if rows.is_empty() {
+        text.push_str("==> no generations\n");
+    }
+    Ok(Output::new(text, json!({ "generations": rows })))
+}
+
+/// `canary`: the GNU profile's bin dir first on PATH. Uses the GNU profile
+/// pointer when one exists, else the store of the installed GNU packages.
+fn canary(g: &GlobalOpts, shell: bool, command: &[String]) -> Result<Output> {
+    if !shell && command.is_empty() {
+        return Err(Error::new(ErrorId::Usage, "canary needs --shell or a command after --"));
+    }
+    if g.root != std::path::Path::new("/") {
+        return Err(Error::new(ErrorId::Policy, "canary runs on the live system only (no --root)"));
+    }
+    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "canary")?;
+    let gnu_bin = match generation::profile_pointer(&engine.layout, Profile::Gnu).ok().flatten() {
+        Some(_) => format!("/{LIB}/profiles/gnu/bin"),
+        None => {
+            let state = engine.load_state()?;
+            let (_, gnu_plan) = engine.plan(Profile::Gnu, &state.pins)?;
+            let dirs: BTreeSet<String> = gnu_plan
+                .applets
+                .values()
+                .filter_map(|a| a.target.rsplit_once('/').map(|(d, _)| d.to_string()))
+                .filter(|d| std::path::Path::new(d).is_dir())
+                .collect();
+            if dirs.is_empty() {
+                return Err(Error::new(
+                    ErrorId::BackupMissing,
+                    "no GNU profile and no stored GNU binaries: nothing to put first on PATH",
+                ));
+            }
+            dirs.into_iter().collect::<Vec<_>>().join(":")
+        }
+    };
+    let path = format!("{gnu_bin}:{}", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
+    let (prog, args): (String, Vec<String>) = if command.is_empty() {
+        (std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into()), Vec::new())
+    } else {
+        (command[0].clone(), command[1..].to_vec())
+    };
+    eprintln!("==> canary: GNU commands first on PATH ({gnu_bin})");
+    let status = std::process::Command::new(&prog)
+        .args(&args)
+        .env("PATH", &path)
+        .env("OXIDIZR_CANARY", "1")
+        .status()
+        .map_err(|e| Error::io(ErrorId::Io, format!("cannot run {prog}"), e))?;
+    let mut out = Output::new(String::new(), json!({ "exit": status.code() }));
+    out.code = status.code().map_or(1, |c| c.clamp(0, 255) as u8);
+    Ok(out)
+}

@@ -1,0 +1,603 @@
+//! The engine: every mutating operation has the same shape (DESIGN.md §4):
+//!
+//! lock -> recover a pending intent -> plan -> preflight -> record intent ->
+//! harvest -> build + smoke the candidate -> flip `active` -> link
+//! `/usr/bin` -> smoke live -> commit state, clear intent, GC -> facts.
+//!
+//! The flip comes before the linking (DESIGN.md says link, then flip): a
+//! link to `active/bin/<applet>` made before `active` names a generation
+//! holding that applet would dangle (first `use`, or an applet new in this
+//! package version). Flipping first keeps invariant 1 at every instant;
+//! applets already linked still switch together at the flip (invariant 2).
+//!
+//! A failure after the flip rolls back: the previous generation if it
+//! still passes smoke, else a fresh GNU generation, else the pristine GNU
+//! files. Every step is idempotent, so `recover` can redo or undo it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, ErrorId, Result};
+use crate::facts::{Fact, Facts, FACTS_SCHEMA};
+use crate::generation::{self, Manifest};
+use crate::intent::{Intent, INTENT_SCHEMA};
+use crate::inventory::PackageDb;
+use crate::kernel::publish::remove_tree;
+use crate::kernel::sidecar::{self, Prior};
+use crate::kernel::takeover::{restore, take_over, Managed, Restored};
+use crate::kernel::{Dir, Entry, FsyncLog};
+use crate::layout::{managed_link, store_dir_name, Layout, LIB, LOG, STATE};
+use crate::plan::{self, Plan, Source};
+use crate::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
+use crate::state::{now, HistoryEntry, Profile, State};
+use crate::store;
+
+/// How an engine run is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The installation root (pacman's `--root`).
+    pub root: PathBuf,
+    /// The package database (pacman's `--dbpath`).
+    pub dbpath: PathBuf,
+    /// Plan and preflight only; change nothing.
+    pub dry_run: bool,
+    /// Per-command smoke timeout.
+    pub smoke_timeout: Duration,
+    /// Generations kept by GC (besides the active one and profile pointers).
+    pub keep_generations: usize,
+}
+
+/// What an apply did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// The active generation already realizes the plan; links were checked.
+    UpToDate {
+        /// The active generation.
+        generation: u64,
+    },
+    /// A new generation was built, flipped to and passed the live smoke.
+    Switched {
+        /// The generation active before.
+        from: Option<u64>,
+        /// The generation active now.
+        to: u64,
+        /// Applets backed by uutils.
+        uutils: usize,
+        /// All managed applets.
+        applets: usize,
+    },
+    /// Dry run: the plan that would be realized.
+    Planned(Plan),
+}
+
+/// One engine run: the operation's id, facts and fsync log.
+pub struct Engine {
+    /// The open installation.
+    pub layout: Layout,
+    /// The configuration.
+    pub config: Config,
+    /// The options.
+    pub opts: Options,
+    /// The operation's name (`use`, `post-transaction`, ...).
+    pub operation: String,
+    /// The operation id, shared by its facts.
+    pub op_id: String,
+    started: Instant,
+    facts: Facts,
+    /// Every fsync of this run.
+    pub log: FsyncLog,
+}
+
+impl Engine {
+    /// Opens the installation for `operation`. With `dry_run`, facts go to
+    /// the journal only and nothing is created.
+    pub fn new(opts: Options, config: Config, operation: &str) -> Result<Engine> {
+        let layout = Layout::open(&opts.root)?;
+        let facts = if opts.dry_run { Facts::journal_only() } else { Facts::open(layout.dir(LOG, true).ok().as_ref()) };
+        let op_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+        Ok(Engine {
+            layout,
+            config,
+            opts,
+            operation: operation.to_string(),
+            op_id,
+            started: Instant::now(),
+            facts,
+            log: FsyncLog::default(),
+        })
+    }
+
+    /// Records a fact (file + journal).
+    pub fn fact(
+        &mut self,
+        stage: &str,
+        decision: impl Into<String>,
+        error: Option<ErrorId>,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) {
+        let fact = Fact {
+            schema: FACTS_SCHEMA,
+            ts: now(),
+            op_id: self.op_id.clone(),
+            operation: self.operation.clone(),
+            stage: stage.to_string(),
+            decision: decision.into(),
+            error_id: error,
+            from_generation: from,
+            to_generation: to,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            degraded: self.log.has_slow(),
+        };
+        self.facts.emit(&fact);
+    }
+
+    /// Makes the facts durable (end of the operation).
+    pub fn finish(&mut self) {
+        self.facts.sync();
+    }
+
+    /// The state directory (created).
+    pub fn state_dir(&self) -> Result<Dir> {
+        self.layout.state(true)
+    }
+
+    /// Loads the state.
+    pub fn load_state(&self) -> Result<State> {
+        if !self.opts.root.join(STATE).is_dir() {
+            return Ok(State::default());
+        }
+        State::load(&self.layout.state(false)?)
+    }
+
+    /// Saves the state durably.
+    pub fn save_state(&mut self, state: &State) -> Result<()> {
+        let dir = self.state_dir()?;
+        state.save(&dir, &mut self.log)
+    }
+
+    fn smoke_config(&self) -> SmokeConfig {
+        SmokeConfig { root: self.opts.root.clone(), timeout: self.opts.smoke_timeout, ..SmokeConfig::default() }
+    }
+
+    /// Runs the smoke suite on `targets` (paths inside the root).
+    pub fn smoke(&self, targets: &[SmokeTarget], bin_dir: &str) -> SmokeReport {
+        smoke::run(&self.smoke_config(), targets, Some(bin_dir))
+    }
+
+    /// Plans from the package database: (desired plan, all-GNU plan).
+    pub fn plan(&self, profile: Profile, pins: &BTreeSet<String>) -> Result<(Plan, Plan)> {
+        let db = PackageDb::open(&self.opts.root, &self.opts.dbpath)?;
+        let inv = db.inventory(&self.config)?;
+        Ok((plan::plan(&inv, profile, pins)?, plan::plan(&inv, Profile::Gnu, &BTreeSet::new())?))
+    }
+
+    /// Realizes `profile` (with the state's pins): the whole §4 shape.
+    /// On failure the state is marked degraded before the error returns.
+    /// With `force`, a new generation is built even when the active one
+    /// claims to realize the plan (verify --repair after damage).
+    pub fn apply(&mut self, state: &mut State, profile: Profile, force: bool) -> Result<Applied> {
+        let (plan, gnu_plan) = self.plan(profile, &state.pins)?;
+        self.fact(
+            "plan",
+            format!(
+                "plan {} for profile {}: {} applets, {} uutils",
+                plan.id,
+                profile.as_str(),
+                plan.applets.len(),
+                plan.uutils_count()
+            ),
+            None,
+            None,
+            None,
+        );
+        self.preflight(&plan, &gnu_plan)?;
+        if self.opts.dry_run {
+            return Ok(Applied::Planned(plan));
+        }
+        let active = generation::active(&self.layout)?;
+        if let Some(n) = active.filter(|_| !force) {
+            if self.realizes(n, &plan)? {
+                self.link_all(&plan, &gnu_plan)?;
+                self.commit(state, profile, n, true)?;
+                self.fact(
+                    "commit",
+                    format!("generation {n} already realizes plan {}", plan.id),
+                    None,
+                    Some(n),
+                    Some(n),
+                );
+                return Ok(Applied::UpToDate { generation: n });
+            }
+        }
+        let harvest = store::harvest_all(&self.layout, &store::gnu_sources(&gnu_plan), &mut self.log)?;
+        self.fact(
+            "harvest",
+            format!(
+                "{} harvested, {} already stored, {} degraded",
+                harvest.harvested, harvest.already, harvest.degraded
+            ),
+            None,
+            active,
+            None,
+        );
+        let n = self.allocate(state)?;
+        self.record_intent(active, Some(n), Some(profile))?;
+        match self.build_and_activate(&plan, &gnu_plan, n, harvest.sha256, active) {
+            Ok(()) => {
+                self.commit(state, profile, n, true)?;
+                self.fact(
+                    "commit",
+                    format!("generation {n} active ({} applets, {} uutils)", plan.applets.len(), plan.uutils_count()),
+                    None,
+                    active,
+                    Some(n),
+                );
+                Ok(Applied::Switched { from: active, to: n, uutils: plan.uutils_count(), applets: plan.applets.len() })
+            }
+            Err(e) => {
+                state.profile = Some(profile);
+                state.degrade(e.id, e.to_string());
+                self.save_state(state)?;
+                self.clear_intent()?;
+                self.fact("fail", e.to_string(), Some(e.id), active, Some(n));
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses early, changing nothing: rescue toolset, and every managed
+    /// name is the GNU file, our link, or absent.
+    fn preflight(&mut self, plan: &Plan, gnu_plan: &Plan) -> Result<()> {
+        if plan.applets.is_empty() {
+            return Err(Error::new(
+                ErrorId::Policy,
+                "no GNU package of any configured family is installed: nothing to manage",
+            ));
+        }
+        let bin = self.layout.bin()?;
+        for applet in plan.applets.keys() {
+            match bin.entry(applet)? {
+                Entry::File(_) | Entry::Absent => {}
+                Entry::Symlink(_, d) if d == managed_link(applet) => {}
+                other => {
+                    return Err(Error::new(
+                        ErrorId::Ownership,
+                        format!("/usr/bin/{applet} is a {} we did not create: refusing to manage it", other.kind()),
+                    ))
+                }
+            }
+        }
+        let store_dir = gnu_plan.applets.get("ls").and_then(|a| match &a.source {
+            Source::Gnu { package, version } => Some(format!("/{LIB}/store/gnu/{}", store_dir_name(package, version))),
+            Source::Uutils { .. } => None,
+        });
+        // The rescue check executes binaries: a dry run stays pure.
+        if !self.opts.dry_run {
+            let rescue = crate::rescue::check(&self.opts.root, store_dir.as_deref())?;
+            self.fact("preflight", format!("rescue toolset: {rescue}"), None, None, None);
+        }
+        Ok(())
+    }
+
+    /// Whether generation `n` exists and was built from exactly this plan.
+    fn realizes(&self, n: u64, plan: &Plan) -> Result<bool> {
+        Ok(generation::read_manifest(&self.layout, n).map(|m| m.plan_id == plan.id).unwrap_or(false))
+    }
+
+    /// The next free generation number (never reused, even after a crash).
+    fn allocate(&mut self, state: &mut State) -> Result<u64> {
+        let (existing, _) = generation::list(&self.layout)?;
+        let n = state.next_generation.max(existing.last().map_or(1, |l| l + 1));
+        state.next_generation = n + 1;
+        self.save_state(state)?;
+        Ok(n)
+    }
+
+    fn record_intent(&mut self, from: Option<u64>, to: Option<u64>, profile: Option<Profile>) -> Result<()> {
+        let intent = Intent {
+            schema: INTENT_SCHEMA,
+            op_id: self.op_id.clone(),
+            operation: self.operation.clone(),
+            from_generation: from,
+            to_generation: to,
+            profile,
+            started: now(),
+        };
+        let dir = self.state_dir()?;
+        intent.record(&dir, &mut self.log)
+    }
+
+    fn clear_intent(&mut self) -> Result<()> {
+        let dir = self.state_dir()?;
+        Intent::clear(&dir, &mut self.log)
+    }
+
+    /// Builds generation `n`, smokes it as a candidate, then activates it;
+    /// a failed live smoke runs the rollback chain and returns `E_SMOKE`.
+    fn build_and_activate(
+        &mut self,
+        plan: &Plan,
+        gnu_plan: &Plan,
+        n: u64,
+        sha: BTreeMap<String, String>,
+        from: Option<u64>,
+    ) -> Result<()> {
+        let cfg = self.smoke_config();
+        let smoke_fn = |t: &[SmokeTarget], bin: &str| smoke::run(&cfg, t, Some(bin));
+        let manifest = generation::build(&self.layout, plan, n, sha, &smoke_fn, &mut self.log)?;
+        self.fact(
+            "smoke-candidate",
+            format!("generation {n}: {} checks passed", manifest.smoke.applets.len() + manifest.smoke.behaviour.len()),
+            None,
+            from,
+            Some(n),
+        );
+        let live = self.activate(&manifest, gnu_plan)?;
+        if live.passed {
+            self.fact("smoke-live", "live smoke passed", None, from, Some(n));
+            return Ok(());
+        }
+        let err = generation::smoke_error(&format!("generation {n} through /usr/bin"), &live);
+        self.fact("smoke-live", err.reason.clone(), Some(ErrorId::Smoke), from, Some(n));
+        let landed = self.rollback_chain(from, n, gnu_plan)?;
+        Err(Error::new(ErrorId::Smoke, format!("{}; rolled back to {landed}", err.reason)))
+    }
+
+    /// Flips to the generation, links every applet, runs the live smoke.
+    pub fn activate(&mut self, manifest: &Manifest, gnu_plan: &Plan) -> Result<SmokeReport> {
+        let before = generation::flip(&self.layout, manifest.generation, manifest.profile, &mut self.log)?;
+        self.fact(
+            "flip",
+            format!("active -> generations/{}", manifest.generation),
+            None,
+            before,
+            Some(manifest.generation),
+        );
+        let plan = Plan { profile: manifest.profile, applets: manifest.applets.clone(), id: manifest.plan_id.clone() };
+        self.link_all(&plan, gnu_plan)?;
+        let targets: Vec<SmokeTarget> =
+            manifest.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("/usr/bin/{a}") }).collect();
+        Ok(self.smoke(&targets, "/usr/bin"))
+    }
+
+    /// Links every applet of `plan` to `active/bin/<applet>` (recording its
+    /// prior state), and restores managed names the plan no longer has.
+    fn link_all(&mut self, plan: &Plan, gnu_plan: &Plan) -> Result<()> {
+        let bin = self.layout.bin()?;
+        let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
+        let mut linked = 0;
+        for applet in plan.applets.keys() {
+            let Some(Source::Gnu { package, version }) = gnu_plan.applets.get(applet).map(|a| &a.source) else {
+                return Err(Error::new(ErrorId::Ownership, format!("applet {applet} has no GNU package")));
+            };
+            let backup_path = format!("{LIB}/store/gnu/{}", store_dir_name(package, version));
+            let backup = self.layout.dir(&backup_path, true)?;
+            let m = Managed { bin: &bin, backup: &backup, backup_path: &backup_path, sidecars: &sidecars };
+            if take_over(&m, applet, &managed_link(applet), applet, &mut self.log)?.changed {
+                linked += 1;
+            }
+        }
+        let gone: Vec<String> = self.managed_names()?.into_iter().filter(|n| !plan.applets.contains_key(n)).collect();
+        for name in &gone {
+            self.restore_one(&bin, &sidecars, name)?;
+        }
+        self.fact("link", format!("{linked} linked, {} restored (no longer shipped)", gone.len()), None, None, None);
+        Ok(())
+    }
+
+    /// The names that have a sidecar (the managed set).
+    pub fn managed_names(&self) -> Result<Vec<String>> {
+        if !self.opts.root.join(STATE).join("sidecars").is_dir() {
+            return Ok(Vec::new());
+        }
+        let dir = self.layout.dir(&format!("{STATE}/sidecars"), false)?;
+        Ok(dir.list()?.into_iter().filter_map(|n| n.strip_suffix(".json").map(str::to_string)).collect())
+    }
+
+    /// Restores one managed name from its sidecar, then drops the sidecar.
+    fn restore_one(&mut self, bin: &Dir, sidecars: &Dir, name: &str) -> Result<Restored> {
+        let sc = sidecar::read(sidecars, name)?
+            .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for /usr/bin/{name}")))?;
+        let backup = match &sc.prior {
+            Prior::File { .. } => self.layout.dir(&sc.backup_dir, false).map_err(|e| {
+                Error::new(ErrorId::BackupMissing, format!("the store of /usr/bin/{name} is missing: {e}"))
+            })?,
+            _ => self.layout.dir(&format!("{LIB}/store"), true)?,
+        };
+        let m = Managed { bin, backup: &backup, backup_path: &sc.backup_dir, sidecars };
+        let r = restore(&m, name, &mut self.log)?;
+        sidecars.remove_file(&sidecar::sidecar_name(name))?;
+        Ok(r)
+    }
+
+    /// Restores every managed name to its pristine prior state and removes
+    /// our pointers: afterwards `/usr/bin` holds pacman's files.
+    pub fn restore_pristine(&mut self) -> Result<usize> {
+        let names = self.managed_names()?;
+        let bin = self.layout.bin()?;
+        let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
+        for name in &names {
+            self.restore_one(&bin, &sidecars, name)?;
+        }
+        sidecars.sync(&mut self.log)?;
+        if self.layout.lib_exists() {
+            let lib = self.layout.lib(false)?;
+            lib.remove_file("active")?;
+            lib.sync(&mut self.log)?;
+        }
+        Ok(names.len())
+    }
+
+    /// The rollback chain after a failed live smoke of generation `failed`:
+    /// the previous generation if it still passes smoke, else a fresh GNU
+    /// generation, else the pristine GNU files. Returns where it landed.
+    fn rollback_chain(&mut self, from: Option<u64>, failed: u64, gnu_plan: &Plan) -> Result<String> {
+        if let Some(p) = from.filter(|p| *p != failed) {
+            if let Ok(m) = generation::read_manifest(&self.layout, p) {
+                let report = self.activate(&m, gnu_plan)?;
+                if report.passed {
+                    self.fact("rollback", format!("back on generation {p}"), None, Some(failed), Some(p));
+                    return Ok(format!("generation {p}"));
+                }
+            }
+        }
+        let (existing, _) = generation::list(&self.layout)?;
+        let g = existing.last().copied().unwrap_or(failed).max(failed) + 1;
+        let cfg = self.smoke_config();
+        let smoke_fn = |t: &[SmokeTarget], bin: &str| smoke::run(&cfg, t, Some(bin));
+        if let Ok(m) = generation::build(&self.layout, gnu_plan, g, BTreeMap::new(), &smoke_fn, &mut self.log) {
+            if self.activate(&m, gnu_plan)?.passed {
+                self.fact("rollback", format!("on a fresh GNU generation {g}"), None, Some(failed), Some(g));
+                return Ok(format!("a fresh GNU generation {g}"));
+            }
+        }
+        let n = self.restore_pristine()?;
+        self.fact("rollback", format!("restored {n} pristine GNU files"), None, Some(failed), None);
+        Ok("the pristine GNU files".to_string())
+    }
+
+    /// Commits: desired profile, history, degraded cleared, intent cleared, GC.
+    fn commit(&mut self, state: &mut State, profile: Profile, n: u64, smoke_passed: bool) -> Result<()> {
+        state.profile = Some(profile);
+        state.degraded = None;
+        if state.history.last().map(|h| h.generation) != Some(n) {
+            state.record(HistoryEntry {
+                generation: n,
+                profile,
+                operation: self.operation.clone(),
+                at: now(),
+                smoke_passed,
+            });
+        }
+        self.save_state(state)?;
+        self.clear_intent()?;
+        self.gc(state)?;
+        Ok(())
+    }
+
+    /// Recovers a pending intent (left by a crash): forward when its target
+    /// generation is active and published, back to where it started
+    /// otherwise. Leftover staging trees are removed. Idempotent.
+    pub fn recover(&mut self, state: &mut State) -> Result<Option<String>> {
+        let dir = self.state_dir()?;
+        let Some(intent) = Intent::pending(&dir)? else { return Ok(None) };
+        let active = generation::active(&self.layout).ok().flatten();
+        self.sweep_staging()?;
+        let outcome = match (intent.to_generation, intent.profile) {
+            (Some(to), Some(profile)) if active == Some(to) && generation::read_manifest(&self.layout, to).is_ok() => {
+                let (_, gnu_plan) = self.plan(profile, &state.pins)?;
+                let m = generation::read_manifest(&self.layout, to)?;
+                let live = self.activate(&m, &gnu_plan)?;
+                if live.passed {
+                    self.commit(state, profile, to, true)?;
+                    format!("finished the interrupted '{}' (generation {to})", intent.operation)
+                } else {
+                    let landed = self.rollback_chain(intent.from_generation, to, &gnu_plan)?;
+                    state.degrade(
+                        ErrorId::Smoke,
+                        format!("generation {to} failed its live smoke; rolled back to {landed}"),
+                    );
+                    self.save_state(state)?;
+                    format!("rolled the interrupted '{}' back to {landed}", intent.operation)
+                }
+            }
+            (None, _) => {
+                let n = self.restore_pristine()?;
+                state.profile = None;
+                self.save_state(state)?;
+                format!("finished the interrupted '{}' ({n} pristine files)", intent.operation)
+            }
+            _ => self.recover_back(state, &intent)?,
+        };
+        self.clear_intent()?;
+        self.fact("recover", outcome.clone(), None, intent.from_generation, intent.to_generation);
+        Ok(Some(outcome))
+    }
+
+    /// Undoes an intent whose target never became active.
+    fn recover_back(&mut self, state: &mut State, intent: &Intent) -> Result<String> {
+        let profile = intent.profile.or(state.profile).unwrap_or(Profile::Gnu);
+        let (_, gnu_plan) = self.plan(profile, &state.pins)?;
+        match intent.from_generation.and_then(|f| generation::read_manifest(&self.layout, f).ok()) {
+            Some(m) => {
+                self.activate(&m, &gnu_plan)?;
+                Ok(format!("rolled the interrupted '{}' back to generation {}", intent.operation, m.generation))
+            }
+            None => {
+                let n = self.restore_pristine()?;
+                Ok(format!("rolled the interrupted '{}' back to the pristine files ({n})", intent.operation))
+            }
+        }
+    }
+
+    /// Removes staging trees left by a crashed build.
+    fn sweep_staging(&mut self) -> Result<()> {
+        let (_, other) = generation::list(&self.layout)?;
+        if other.is_empty() {
+            return Ok(());
+        }
+        let gens = generation::generations_dir(&self.layout)?;
+        for name in other.iter().filter(|n| n.starts_with(".oxidizr-tmp.")) {
+            remove_tree(&gens, name)?;
+        }
+        gens.sync(&mut self.log)
+    }
+
+    /// Keeps the active generation, the profile pointers' and the newest
+    /// `keep_generations`; removes the rest, then store directories that no
+    /// kept generation and no sidecar references. Returns what was removed.
+    pub fn gc(&mut self, state: &State) -> Result<Vec<String>> {
+        let (numbers, _) = generation::list(&self.layout)?;
+        let mut keep: BTreeSet<u64> = numbers.iter().rev().take(self.opts.keep_generations).copied().collect();
+        keep.extend(generation::active(&self.layout)?);
+        for p in [Profile::Gnu, Profile::Uutils] {
+            keep.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
+        }
+        let _ = state;
+        let gens = generation::generations_dir(&self.layout)?;
+        let mut removed = Vec::new();
+        for n in numbers.iter().filter(|n| !keep.contains(n)) {
+            remove_tree(&gens, &n.to_string())?;
+            removed.push(format!("generation {n}"));
+        }
+        gens.sync(&mut self.log)?;
+        removed.extend(self.gc_store(&keep)?);
+        Ok(removed)
+    }
+
+    fn gc_store(&mut self, keep: &BTreeSet<u64>) -> Result<Vec<String>> {
+        let mut referenced: BTreeSet<String> = BTreeSet::new();
+        for n in keep {
+            if let Ok(m) = generation::read_manifest(&self.layout, *n) {
+                for a in m.applets.values() {
+                    if let Some(dir) =
+                        a.target.strip_prefix(&format!("/{LIB}/store/gnu/")).and_then(|r| r.split('/').next())
+                    {
+                        referenced.insert(dir.to_string());
+                    }
+                }
+            }
+        }
+        let sidecars_dir = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
+        for name in self.managed_names()? {
+            if let Some(sc) = sidecar::read(&sidecars_dir, &name)? {
+                if let Some(dir) = sc.backup_dir.strip_prefix(&format!("{LIB}/store/gnu/")) {
+                    referenced.insert(dir.to_string());
+                }
+            }
+        }
+        let gnu = self.layout.dir(&format!("{LIB}/store/gnu"), true)?;
+        let mut removed = Vec::new();
+        for dir in gnu.list()? {
+            if !referenced.contains(&dir) {
+                remove_tree(&gnu, &dir)?;
+                removed.push(format!("store {dir}"));
+            }
+        }
+        gnu.sync(&mut self.log)?;
+        Ok(removed)
+    }
+}

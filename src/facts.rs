@@ -1,0 +1,100 @@
+//! Audit facts: one JSON object per line in `var/log/oxidizr-arch/facts.jsonl`,
+//! and the same fact to the journal. A fact says what an operation decided
+//! at a stage, with ids that tie the lines of one operation together.
+
+use std::io::Write as _;
+
+use rustix::fs::{Mode, OFlags};
+use serde::Serialize;
+
+use crate::error::ErrorId;
+use crate::kernel::Dir;
+
+/// The facts schema version.
+pub const FACTS_SCHEMA: u32 = 1;
+/// The facts file name in the log directory.
+pub const FACTS_FILE: &str = "facts.jsonl";
+
+/// One fact.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Fact {
+    /// Always [`FACTS_SCHEMA`].
+    pub schema: u32,
+    /// When (RFC 3339).
+    pub ts: String,
+    /// The operation's id (shared by all its facts).
+    pub op_id: String,
+    /// The operation (`use`, `post-transaction`, ...).
+    pub operation: String,
+    /// The stage (`plan`, `build`, `smoke-candidate`, `flip`, `smoke-live`, `commit`, `rollback`, ...).
+    pub stage: String,
+    /// What was decided or happened.
+    pub decision: String,
+    /// The error id, when the stage failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<ErrorId>,
+    /// The generation before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_generation: Option<u64>,
+    /// The generation after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_generation: Option<u64>,
+    /// Time since the operation began.
+    pub duration_ms: u64,
+    /// Whether something ran on a degraded path (EXDEV copy, rollback).
+    pub degraded: bool,
+}
+
+/// Appends facts to the facts file (O_APPEND, never through a symlink) and
+/// to the journal. Writing facts never fails an operation: a fact that
+/// cannot be written is reported on stderr once.
+pub struct Facts {
+    file: Option<std::fs::File>,
+    warned: bool,
+}
+
+impl Facts {
+    /// Opens the facts file in `dir` (the log directory).
+    pub fn open(dir: Option<&Dir>) -> Facts {
+        let file = dir.and_then(|d| {
+            rustix::fs::openat(
+                d.fd(),
+                FACTS_FILE,
+                OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .ok()
+            .map(std::fs::File::from)
+        });
+        Facts { file, warned: false }
+    }
+
+    /// A sink that writes nowhere but the journal (dry runs, read-only commands).
+    pub fn journal_only() -> Facts {
+        Facts { file: None, warned: true }
+    }
+
+    /// Records one fact.
+    pub fn emit(&mut self, fact: &Fact) {
+        let line = serde_json::to_string(fact).expect("facts serialize");
+        match fact.error_id {
+            Some(id) => {
+                tracing::error!(error_id = id.as_str(), op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision)
+            }
+            None => tracing::info!(op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision),
+        }
+        if let Some(f) = self.file.as_mut() {
+            if f.write_all(format!("{line}\n").as_bytes()).is_err() && !self.warned {
+                eprintln!("oxidizr-hook: warning: cannot append to the facts log");
+                self.warned = true;
+            }
+        }
+    }
+
+    /// Makes the appended facts durable.
+    pub fn sync(&mut self) {
+        if let Some(f) = self.file.as_ref() {
+            let _ = f.sync_data();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Generations: immutable trees `generations/<N>/{bin/<applet>, manifest.json}`
+//! built in a staging directory, smoke-tested there (the candidate smoke),
+//! then published by one rename. Once published a generation never changes.
+//! The `active` pointer and the `profiles/<p>` pointers name generations.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorId, Result};
+use crate::kernel::durable::read_json;
+use crate::kernel::publish::{remove_tree, Staging};
+use crate::kernel::swap::replace_with_symlink;
+use crate::kernel::{Dir, Entry, FsyncLog};
+use crate::layout::{Layout, LIB};
+use crate::plan::{Plan, PlannedApplet};
+use crate::smoke::{SmokeReport, SmokeTarget};
+use crate::state::Profile;
+
+/// The manifest schema version.
+pub const MANIFEST_SCHEMA: u32 = 1;
+/// The manifest's file name inside a generation.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What a generation holds and how its candidate smoke went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`MANIFEST_SCHEMA`].
+    pub schema: u32,
+    /// The generation number.
+    pub generation: u64,
+    /// The profile it realizes.
+    pub profile: Profile,
+    /// The plan id it was built from.
+    pub plan_id: String,
+    /// Applet -> target and source.
+    pub applets: BTreeMap<String, PlannedApplet>,
+    /// sha256 of every stored GNU target, by applet (to detect store damage).
+    pub store_sha256: BTreeMap<String, String>,
+    /// When it was built (RFC 3339).
+    pub created: String,
+    /// The candidate smoke, run before publishing.
+    pub smoke: SmokeReport,
+}
+
+/// The generations directory (created on demand).
+pub fn generations_dir(layout: &Layout) -> Result<Dir> {
+    layout.dir(&format!("{LIB}/generations"), true)
+}
+
+/// Builds generation `number` from `plan`, smoke-tests the staged tree with
+/// `smoke` (given the targets as seen inside the root and the staged bin
+/// dir), and publishes it only if the smoke passed. On failure the staging
+/// tree is removed and `E_SMOKE` carries the report's first failures.
+pub fn build(
+    layout: &Layout,
+    plan: &Plan,
+    number: u64,
+    store_sha256: BTreeMap<String, String>,
+    smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
+    log: &mut FsyncLog,
+) -> Result<Manifest> {
+    let gens = generations_dir(layout)?;
+    let mut staging = Staging::create(&gens, &number.to_string())?;
+    let bin = staging.mkdir("bin")?;
+    for (applet, planned) in &plan.applets {
+        staging.symlink_in(bin, applet, &planned.target)?;
+    }
+    let staged_bin = format!("/{LIB}/generations/{}/bin", staging.staging_name());
+    let targets: Vec<SmokeTarget> =
+        plan.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("{staged_bin}/{a}") }).collect();
+    let report = smoke(&targets, &staged_bin);
+    if !report.passed {
+        let name = staging.staging_name().to_string();
+        drop(staging);
+        let _ = remove_tree(&gens, &name);
+        return Err(smoke_error(&format!("candidate generation {number}"), &report));
+    }
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA,
+        generation: number,
+        profile: plan.profile,
+        plan_id: plan.id.clone(),
+        applets: plan.applets.clone(),
+        store_sha256,
+        created: crate::state::now(),
+        smoke: report,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    bytes.push(b'\n');
+    staging.write_in(0, MANIFEST, &bytes, log)?;
+    staging.publish(&number.to_string(), log)?;
+    Ok(manifest)
+}
+
+/// `E_SMOKE` naming the first failed checks (applet checks, then behaviour).
+pub fn smoke_error(what: &str, report: &SmokeReport) -> Error {
+    let failed: Vec<String> = report
+        .applets
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .chain(
+            report
+                .behaviour
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("behaviour check '{}' ({})", c.name, c.detail)),
+        )
+        .collect();
+    let shown = failed.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
+    let more = failed.len().saturating_sub(5);
+    let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+    Error::new(ErrorId::Smoke, format!("smoke test of {what} failed: {shown}{tail}"))
+}
+
+/// Reads generation `n`'s manifest; `E_STATE_CORRUPT` if it is damaged.
+pub fn read_manifest(layout: &Layout, n: u64) -> Result<Manifest> {
+    let dir = generations_dir(layout)?.subdir(&n.to_string(), false)?;
+    let m: Manifest = read_json(&dir, MANIFEST)?
+        .ok_or_else(|| Error::new(ErrorId::StateCorrupt, format!("generation {n} has no manifest")))?;
+    if m.schema != MANIFEST_SCHEMA || m.generation != n {
+        return Err(Error::new(
+            ErrorId::StateCorrupt,
+            format!("generation {n}: manifest does not match (schema {}, generation {})", m.schema, m.generation),
+        ));
+    }
+    Ok(m)
+}
+
+/// The published generation numbers, ascending; other names are returned
+/// separately (foreign entries or leftovers of a crashed build).
+pub fn list(layout: &Layout) -> Result<(Vec<u64>, Vec<String>)> {
+    if !layout.lib_exists() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let gens = generations_dir(layout)?;
+    let mut numbers = Vec::new();
+    let mut other = Vec::new();
+    for name in gens.list()? {
+        match (name.parse::<u64>(), gens.entry(&name)?) {
+            (Ok(n), Entry::Directory(_)) if n.to_string() == name => numbers.push(n),
+            _ => other.push(name),
+        }
+    }
+    numbers.sort_unstable();
+    Ok((numbers, other))
+}
+
+/// The generation `active` points to (None: no pointer). A pointer that is
+/// not `generations/<N>` is `E_STATE_CORRUPT`.
+pub fn active(layout: &Layout) -> Result<Option<u64>> {
+    if !layout.lib_exists() {
+        return Ok(None);
+    }
+    pointer(&layout.lib(false)?, "active", "generations/")
+}
+
+fn pointer(dir: &Dir, name: &str, prefix: &str) -> Result<Option<u64>> {
+    match dir.entry(name)? {
+        Entry::Absent => Ok(None),
+        Entry::Symlink(_, dest) => {
+            dest.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok()).map(Some).ok_or_else(|| {
+                Error::new(ErrorId::StateCorrupt, format!("{} points to '{dest}', not a generation", dir.show(name)))
+            })
+        }
+        other => {
+            Err(Error::new(ErrorId::StateCorrupt, format!("{} is a {}, not our pointer", dir.show(name), other.kind())))
+        }
+    }
+}
+
+/// Flips `active` to generation `n` (one atomic rename) and the profile
+/// pointer with it. Returns the previous active generation.
+pub fn flip(layout: &Layout, n: u64, profile: Profile, log: &mut FsyncLog) -> Result<Option<u64>> {
+    let lib = layout.lib(true)?;
+    let before = pointer(&lib, "active", "generations/").ok().flatten();
+    replace_with_symlink(&lib, "active", &format!("generations/{n}"), log)?;
+    let profiles = lib.subdir("profiles", true)?;
+    replace_with_symlink(&profiles, profile.as_str(), &format!("../generations/{n}"), log)?;
+    Ok(before)
+}
+
+/// The generation a profile pointer names.
+pub fn profile_pointer(layout: &Layout, profile: Profile) -> Result<Option<u64>> {
+    if !layout.lib_exists() {
+        return Ok(None);
+    }
+    let profiles = layout.lib(false)?.subdir("profiles", true)?;
+    pointer(&profiles, profile.as_str(), "../generations/")
+}

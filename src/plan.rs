@@ -1,0 +1,163 @@
+//! Plan: from the inventory (what libalpm says is installed), the desired
+//! profile and the pins, compute the desired generation: applet -> target.
+//! Pure and deterministic: the same inputs give the same plan and plan id.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorId, Result};
+use crate::inventory::Inventory;
+use crate::layout::store_path;
+use crate::state::Profile;
+
+/// Where an applet's command comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum Source {
+    /// The GNU binary, kept in the store.
+    Gnu {
+        /// GNU package name.
+        package: String,
+        /// Its version.
+        version: String,
+    },
+    /// The uutils command shipped by an installed uutils package.
+    Uutils {
+        /// uutils package name.
+        package: String,
+        /// Its version.
+        version: String,
+    },
+}
+
+/// One applet of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedApplet {
+    /// The family it belongs to.
+    pub family: String,
+    /// Where its command comes from.
+    #[serde(flatten)]
+    pub source: Source,
+    /// The absolute path (inside the root) the generation's link points to.
+    pub target: String,
+}
+
+/// The desired generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The profile.
+    pub profile: Profile,
+    /// Applet name -> what backs it (sorted by name).
+    pub applets: BTreeMap<String, PlannedApplet>,
+    /// A stable id: sha256 of the canonical plan (first 16 hex digits).
+    pub id: String,
+}
+
+impl Plan {
+    /// The applets whose source is GNU.
+    pub fn gnu_applets(&self) -> impl Iterator<Item = (&String, &PlannedApplet)> {
+        self.applets.iter().filter(|(_, a)| matches!(a.source, Source::Gnu { .. }))
+    }
+
+    /// How many applets are backed by uutils.
+    pub fn uutils_count(&self) -> usize {
+        self.applets.values().filter(|a| matches!(a.source, Source::Uutils { .. })).count()
+    }
+}
+
+/// Computes the plan. Families whose GNU package is not installed manage no
+/// applet; an applet claimed by two families is `E_CONFIG`.
+pub fn plan(inv: &Inventory, profile: Profile, pins: &BTreeSet<String>) -> Result<Plan> {
+    let mut applets = BTreeMap::new();
+    for fam in &inv.families {
+        let Some(gnu) = &fam.gnu else { continue };
+        for a in &fam.applets {
+            let uutils = a.uutils.as_ref().filter(|_| profile == Profile::Uutils && !pins.contains(&a.name));
+            let planned = match uutils {
+                Some(c) => {
+                    let version = fam
+                        .uutils
+                        .iter()
+                        .find(|u| u.package == c.package)
+                        .map(|u| u.version.clone())
+                        .unwrap_or_default();
+                    PlannedApplet {
+                        family: fam.name.clone(),
+                        source: Source::Uutils { package: c.package.clone(), version },
+                        target: c.path.clone(),
+                    }
+                }
+                None => PlannedApplet {
+                    family: fam.name.clone(),
+                    source: Source::Gnu { package: gnu.package.clone(), version: gnu.version.clone() },
+                    target: store_path(&gnu.package, &gnu.version, &a.name),
+                },
+            };
+            if applets.insert(a.name.clone(), planned).is_some() {
+                return Err(Error::new(ErrorId::Config, format!("applet '{}' is claimed by two families", a.name)));
+            }
+        }
+    }
+    let id = plan_id(profile, &applets);
+    Ok(Plan { profile, applets, id })
+}
+
+fn plan_id(profile: Profile, applets: &BTreeMap<String, PlannedApplet>) -> String {
+    let canonical = serde_json::to_vec(&(profile, applets)).expect("plans serialize");
+    let digest = Sha256::digest(&canonical);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::default_families;
+    use crate::inventory::{family_inventory, PackageFacts};
+
+    fn inv(with_uutils: bool) -> Inventory {
+        let fams = default_families();
+        let gnu = PackageFacts {
+            name: "coreutils".into(),
+            version: "9.10-1".into(),
+            files: vec![b"usr/bin/ls".to_vec(), b"usr/bin/stty".to_vec()],
+        };
+        let uu = PackageFacts {
+            name: "uutils-coreutils".into(),
+            version: "0.12.0-1".into(),
+            files: vec![b"usr/bin/uu-ls".to_vec()],
+        };
+        let uutils = if with_uutils { vec![(&fams[0].uutils[0], uu)] } else { vec![] };
+        Inventory {
+            families: vec![family_inventory(&fams[0], Some(&gnu), &uutils), family_inventory(&fams[1], None, &[])],
+        }
+    }
+
+    #[test]
+    fn uutils_where_provided_gnu_elsewhere() {
+        let p = plan(&inv(true), Profile::Uutils, &BTreeSet::new()).unwrap();
+        assert_eq!(p.applets["ls"].target, "/usr/bin/uu-ls");
+        assert_eq!(p.applets["stty"].target, "/usr/lib/oxidizr-arch/store/gnu/coreutils-9.10-1/stty");
+        assert_eq!(p.uutils_count(), 1);
+    }
+
+    #[test]
+    fn pins_and_gnu_profile_keep_gnu() {
+        let pins: BTreeSet<String> = ["ls".to_string()].into();
+        let p = plan(&inv(true), Profile::Uutils, &pins).unwrap();
+        assert_eq!(p.uutils_count(), 0);
+        let g = plan(&inv(true), Profile::Gnu, &BTreeSet::new()).unwrap();
+        assert_eq!(g.uutils_count(), 0);
+    }
+
+    #[test]
+    fn plan_id_is_deterministic_and_input_sensitive() {
+        let a = plan(&inv(true), Profile::Uutils, &BTreeSet::new()).unwrap();
+        let b = plan(&inv(true), Profile::Uutils, &BTreeSet::new()).unwrap();
+        let c = plan(&inv(false), Profile::Uutils, &BTreeSet::new()).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.id.len(), 16);
+    }
+}

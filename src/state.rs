@@ -1,0 +1,140 @@
+//! The persistent state: the admin's desired profile, pins, the history of
+//! generations, and the degraded flag. Written atomically and durably with a
+//! versioned schema; a corrupt or unknown-schema file is `E_STATE_CORRUPT`,
+//! never silently replaced.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorId, Result};
+use crate::kernel::durable::{read_json, write_json};
+use crate::kernel::{Dir, FsyncLog};
+
+/// The state schema version.
+pub const STATE_SCHEMA: u32 = 1;
+/// The state file name in the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// Which commands back the applets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// GNU everywhere.
+    Gnu,
+    /// uutils wherever an installed uutils package provides the applet and it is not pinned.
+    Uutils,
+}
+
+impl Profile {
+    /// `gnu` or `uutils`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Gnu => "gnu",
+            Profile::Uutils => "uutils",
+        }
+    }
+}
+
+/// Why the system is degraded, until repaired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Degraded {
+    /// The error id of the failure.
+    pub error_id: ErrorId,
+    /// One line for humans.
+    pub reason: String,
+    /// When it was recorded (RFC 3339).
+    pub since: String,
+}
+
+/// One committed generation switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The generation made active.
+    pub generation: u64,
+    /// Its profile.
+    pub profile: Profile,
+    /// The operation that did it (`use`, `post-transaction`, `rollback`, ...).
+    pub operation: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Whether its live smoke passed.
+    pub smoke_passed: bool,
+}
+
+/// The whole state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Always [`STATE_SCHEMA`].
+    pub schema: u32,
+    /// The desired profile; `None` until the admin first runs `use`, and
+    /// again after `disable`: then nothing is managed.
+    pub profile: Option<Profile>,
+    /// Applets kept on GNU whatever the profile.
+    pub pins: BTreeSet<String>,
+    /// The next generation number to allocate (never reused).
+    pub next_generation: u64,
+    /// Committed switches, oldest first (bounded).
+    pub history: Vec<HistoryEntry>,
+    /// Set while the system is not in its desired, verified state.
+    pub degraded: Option<Degraded>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            schema: STATE_SCHEMA,
+            profile: None,
+            pins: BTreeSet::new(),
+            next_generation: 1,
+            history: Vec::new(),
+            degraded: None,
+        }
+    }
+}
+
+/// How many history entries are kept.
+pub const HISTORY_MAX: usize = 50;
+
+impl State {
+    /// Loads the state; the default when there is none.
+    pub fn load(dir: &Dir) -> Result<State> {
+        match read_json::<State>(dir, STATE_FILE)? {
+            None => Ok(State::default()),
+            Some(s) if s.schema == STATE_SCHEMA => Ok(s),
+            Some(s) => Err(Error::new(
+                ErrorId::StateCorrupt,
+                format!(
+                    "{}: unknown schema {} (this oxidizr-hook knows {STATE_SCHEMA})",
+                    dir.show(STATE_FILE),
+                    s.schema
+                ),
+            )),
+        }
+    }
+
+    /// Writes the state atomically and durably.
+    pub fn save(&self, dir: &Dir, log: &mut FsyncLog) -> Result<()> {
+        write_json(dir, STATE_FILE, self, log)
+    }
+
+    /// Appends a history entry, keeping the newest [`HISTORY_MAX`].
+    pub fn record(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        if self.history.len() > HISTORY_MAX {
+            let drop = self.history.len() - HISTORY_MAX;
+            self.history.drain(..drop);
+        }
+    }
+
+    /// Marks the state degraded.
+    pub fn degrade(&mut self, error_id: ErrorId, reason: impl Into<String>) {
+        self.degraded = Some(Degraded { error_id, reason: reason.into(), since: now() });
+    }
+}
+
+/// The current time, RFC 3339, UTC, seconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,100 @@
+//! The GNU store: every GNU binary pacman wrote at a managed `/usr/bin`
+//! path is hard-linked (same inode) into `store/gnu/<pkg>-<ver>/<applet>`
+//! before anything points away from it. A GNU binary is never lost: its
+//! bytes are at `/usr/bin/<applet>` or in the store, always.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, ErrorId, Result};
+use crate::kernel::digest::sha256_fd;
+use crate::kernel::harvest::harvest;
+use crate::kernel::{Dir, Entry, FsyncLog};
+use crate::layout::{managed_link, store_dir_name, Layout, LIB};
+use crate::plan::{Plan, Source};
+
+/// The result of harvesting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Harvest {
+    /// Applets newly linked into the store.
+    pub harvested: usize,
+    /// Applets whose file already was in the store.
+    pub already: usize,
+    /// Applets copied across filesystems (EXDEV, degraded).
+    pub degraded: usize,
+    /// sha256 of every GNU applet's stored file.
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// The store directory of a GNU package version (created on demand).
+pub fn package_dir(layout: &Layout, package: &str, version: &str) -> Result<Dir> {
+    layout.dir(&format!("{LIB}/store/gnu/{}", store_dir_name(package, version)), true)
+}
+
+/// Harvests every applet of the plan's GNU packages (all applets, whatever
+/// the profile: a uutils-backed applet still keeps its GNU binary).
+///
+/// `/usr/bin/<applet>` must be the GNU file (harvested now) or our link
+/// (then the store must already hold the current version's file, else
+/// `E_BACKUP_MISSING`). Anything else is refused before any change.
+pub fn harvest_all(layout: &Layout, gnu: &BTreeMap<String, (String, String)>, log: &mut FsyncLog) -> Result<Harvest> {
+    let bin = layout.bin()?;
+    let mut out = Harvest::default();
+    for (applet, (package, version)) in gnu {
+        let store = package_dir(layout, package, version)?;
+        match bin.entry(applet)? {
+            Entry::File(_) => {
+                let h = harvest(&bin, applet, &store, applet, log)?;
+                if h.already {
+                    out.already += 1
+                } else {
+                    out.harvested += 1
+                }
+                if h.degraded {
+                    out.degraded += 1;
+                }
+                out.sha256.insert(applet.clone(), h.sha256);
+            }
+            // Our link, or our link deleted by hand: the store must hold it.
+            Entry::Absent => stored_already(&store, applet, package, version, &mut out)?,
+            Entry::Symlink(_, dest) if dest == managed_link(applet) => {
+                stored_already(&store, applet, package, version, &mut out)?
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorId::Ownership,
+                    format!(
+                        "/usr/bin/{applet} is a {} that {package} did not put there; refusing to manage it",
+                        other.kind()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts an applet whose GNU file is already only in the store.
+fn stored_already(store: &Dir, applet: &str, package: &str, version: &str, out: &mut Harvest) -> Result<()> {
+    let fd = store.open_file(applet).map_err(|_| {
+        Error::new(
+            ErrorId::BackupMissing,
+            format!("the GNU {applet} of {package} {version} is neither at /usr/bin/{applet} nor in the store; reinstall {package}"),
+        )
+    })?;
+    out.already += 1;
+    out.sha256.insert(applet.to_string(), sha256_fd(&fd, &store.show(applet))?);
+    Ok(())
+}
+
+/// Every GNU applet of the inventory's installed GNU packages, with its
+/// package and version, from a plan computed for any profile.
+pub fn gnu_sources(plan_gnu: &Plan) -> BTreeMap<String, (String, String)> {
+    plan_gnu
+        .applets
+        .iter()
+        .filter_map(|(a, p)| match &p.source {
+            Source::Gnu { package, version } => Some((a.clone(), (package.clone(), version.clone()))),
+            Source::Uutils { .. } => None,
+        })
+        .collect()
+}

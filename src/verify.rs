@@ -1,0 +1,260 @@
+//! verify: check every invariant of DESIGN.md §6 against the disk and the
+//! package database; `--repair` converges. Healthy means: no interrupted
+//! operation, not degraded, the active generation realizes the current plan,
+//! every managed name is our link and resolves to an executable, every kept
+//! GNU binary is intact, nothing foreign in our trees, the live smoke passes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::generation::{self, Manifest};
+use crate::intent::Intent;
+use crate::kernel::digest::sha256_fd;
+use crate::kernel::sidecar::{self, Prior};
+use crate::kernel::Entry;
+use crate::layout::{managed_link, LIB};
+use crate::smoke::SmokeTarget;
+use crate::state::State;
+
+/// One thing that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// A stable code: `intent-pending`, `degraded`, `no-active`, `active-dangling`,
+    /// `stale-plan`, `link-missing`, `link-foreign`, `unresolvable`, `store-damaged`,
+    /// `foreign-entry`, `smoke-failed`, `leftover-links`, `sidecar-damaged`.
+    pub code: &'static str,
+    /// One line for humans.
+    pub detail: String,
+}
+
+fn problem(code: &'static str, detail: impl Into<String>) -> Problem {
+    Problem { code, detail: detail.into() }
+}
+
+/// Every problem found (empty: healthy).
+pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
+    let mut out = Vec::new();
+    if engine.opts.root.join(crate::layout::STATE).is_dir() {
+        if let Some(i) = Intent::pending(&engine.layout.state(false)?)? {
+            out.push(problem("intent-pending", format!("the '{}' started {} was interrupted", i.operation, i.started)));
+        }
+    }
+    if let Some(d) = &state.degraded {
+        out.push(problem("degraded", format!("{} since {}: {}", d.error_id, d.since, d.reason)));
+    }
+    out.extend(foreign_entries(engine)?);
+    let Some(profile) = state.profile else {
+        if generation::active(&engine.layout).ok().flatten().is_some() || !engine.managed_names()?.is_empty() {
+            out.push(problem("leftover-links", "disabled, but managed links or the active pointer remain"));
+        }
+        return Ok(out);
+    };
+    let active = match generation::active(&engine.layout) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            out.push(problem(
+                "no-active",
+                format!("profile {} is desired but no generation is active", profile.as_str()),
+            ));
+            return Ok(out);
+        }
+        Err(e) => {
+            out.push(problem("active-dangling", e.reason));
+            return Ok(out);
+        }
+    };
+    let manifest = match generation::read_manifest(&engine.layout, active) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(problem("active-dangling", format!("active points to generation {active}: {}", e.reason)));
+            return Ok(out);
+        }
+    };
+    let (plan, _) = engine.plan(profile, &state.pins)?;
+    if plan.id != manifest.plan_id {
+        out.push(problem(
+            "stale-plan",
+            format!(
+                "generation {active} (plan {}) does not match the installed packages and pins (plan {})",
+                manifest.plan_id, plan.id
+            ),
+        ));
+    }
+    out.extend(links(engine, &manifest)?);
+    out.extend(store(engine, &manifest)?);
+    if out.is_empty() {
+        let targets: Vec<SmokeTarget> =
+            manifest.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("/usr/bin/{a}") }).collect();
+        let report = engine.smoke(&targets, "/usr/bin");
+        for f in report.failures() {
+            out.push(problem("smoke-failed", format!("{}: {}", f.name, f.detail)));
+        }
+    }
+    Ok(out)
+}
+
+/// Every applet of the manifest is our link and resolves to an executable.
+fn links(engine: &Engine, manifest: &Manifest) -> Result<Vec<Problem>> {
+    let bin = engine.layout.bin()?;
+    let mut out = Vec::new();
+    for applet in manifest.applets.keys() {
+        match bin.entry(applet)? {
+            Entry::Symlink(_, d) if d == managed_link(applet) => {
+                if let Err(why) = resolves_to_executable(&engine.opts.root, &format!("/usr/bin/{applet}")) {
+                    out.push(problem("unresolvable", format!("/usr/bin/{applet}: {why}")));
+                }
+            }
+            Entry::Absent => out.push(problem("link-missing", format!("/usr/bin/{applet} is missing"))),
+            other => {
+                out.push(problem("link-foreign", format!("/usr/bin/{applet} is a {}, not our link", other.kind())))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Follows symlinks inside `root` (absolute targets are root-relative), at
+/// most 40 hops; the end must be an executable regular file.
+pub fn resolves_to_executable(root: &Path, abs: &str) -> std::result::Result<(), String> {
+    let mut cur = PathBuf::from(abs);
+    for _ in 0..40 {
+        let host = root.join(cur.strip_prefix("/").unwrap_or(&cur));
+        let md = std::fs::symlink_metadata(&host).map_err(|e| format!("{} does not exist ({e})", cur.display()))?;
+        if md.file_type().is_symlink() {
+            let dest = std::fs::read_link(&host).map_err(|e| e.to_string())?;
+            cur = if dest.is_absolute() { dest } else { cur.parent().unwrap_or(Path::new("/")).join(dest) };
+            continue;
+        }
+        if !md.is_file() {
+            return Err(format!("{} is not a regular file", cur.display()));
+        }
+        if md.permissions().mode() & 0o111 == 0 {
+            return Err(format!("{} is not executable", cur.display()));
+        }
+        return Ok(());
+    }
+    Err("too many levels of symlinks".to_string())
+}
+
+/// Every kept GNU binary (the prior file of each managed name, recorded in
+/// its sidecar) is still in the store with its recorded sha256: for an
+/// applet backed by uutils the store holds the only copy.
+fn store(engine: &Engine, _manifest: &Manifest) -> Result<Vec<Problem>> {
+    let mut out = Vec::new();
+    let sidecars = engine.layout.dir(&format!("{}/sidecars", crate::layout::STATE), true)?;
+    for name in engine.managed_names()? {
+        let sc = match sidecar::read(&sidecars, &name) {
+            Ok(Some(sc)) => sc,
+            Ok(None) => continue,
+            Err(e) => {
+                out.push(problem("sidecar-damaged", e.reason));
+                continue;
+            }
+        };
+        let Prior::File { sha256, backup, .. } = &sc.prior else { continue };
+        let shown = format!("/{}/{backup}", sc.backup_dir);
+        let now = engine
+            .layout
+            .dir(&sc.backup_dir, false)
+            .and_then(|d| d.open_file(backup))
+            .and_then(|fd| sha256_fd(&fd, &shown));
+        match now {
+            Ok(s) if s == *sha256 => {}
+            Ok(s) => out.push(problem(
+                "store-damaged",
+                format!("{shown} changed (sha256 {s}, expected {sha256}); reinstall its package"),
+            )),
+            Err(e) => out.push(problem("store-damaged", format!("{shown}: {}; reinstall its package", e.reason))),
+        }
+    }
+    Ok(out)
+}
+
+/// Entries in our trees that we did not put there.
+fn foreign_entries(engine: &Engine) -> Result<Vec<Problem>> {
+    let mut out = Vec::new();
+    let (numbers, other) = generation::list(&engine.layout)?;
+    for name in other {
+        out.push(problem("foreign-entry", format!("/{LIB}/generations/{name} is not a generation")));
+    }
+    for n in numbers {
+        let Ok(m) = generation::read_manifest(&engine.layout, n) else {
+            out.push(problem("foreign-entry", format!("/{LIB}/generations/{n} has no valid manifest")));
+            continue;
+        };
+        let gdir = generation::generations_dir(&engine.layout)?.subdir(&n.to_string(), false)?;
+        for name in gdir.list()? {
+            if name != "bin" && name != generation::MANIFEST {
+                out.push(problem(
+                    "foreign-entry",
+                    format!("/{LIB}/generations/{n}/{name} is not part of the generation"),
+                ));
+            }
+        }
+        let bin = gdir.subdir("bin", false)?;
+        for name in bin.list()? {
+            let ok = match (m.applets.get(&name), bin.entry(&name)?) {
+                (Some(p), Entry::Symlink(_, d)) => d == p.target,
+                _ => false,
+            };
+            if !ok {
+                out.push(problem(
+                    "foreign-entry",
+                    format!("/{LIB}/generations/{n}/bin/{name} differs from the manifest"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moves foreign entries out of the generations into a quarantine
+/// directory (nothing is deleted). Returns how many were moved.
+pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
+    let (numbers, other) = generation::list(&engine.layout)?;
+    let gens = generation::generations_dir(&engine.layout)?;
+    let quarantine = engine.layout.dir(&format!("{LIB}/quarantine"), true)?;
+    let stamp = engine.op_id.clone();
+    let mut moved = 0;
+    let park = |dir: &crate::kernel::Dir, name: &str, moved: &mut usize| -> Result<()> {
+        let to = format!("{stamp}.{}", name.replace('/', "_"));
+        dir.rename_noreplace(name, &quarantine, &to).map_err(|e| {
+            crate::error::Error::io(
+                crate::error::ErrorId::Io,
+                format!("cannot quarantine {}", dir.show(name)),
+                e.into(),
+            )
+        })?;
+        *moved += 1;
+        Ok(())
+    };
+    for name in other {
+        park(&gens, &name, &mut moved)?;
+    }
+    for n in numbers {
+        let Ok(m) = generation::read_manifest(&engine.layout, n) else { continue };
+        let gdir = gens.subdir(&n.to_string(), false)?;
+        for name in gdir.list()? {
+            if name != "bin" && name != generation::MANIFEST {
+                park(&gdir, &name, &mut moved)?;
+            }
+        }
+        let bin = gdir.subdir("bin", false)?;
+        for name in bin.list()? {
+            let ok =
+                matches!((m.applets.get(&name), bin.entry(&name)?), (Some(p), Entry::Symlink(_, d)) if d == p.target);
+            if !ok {
+                park(&bin, &name, &mut moved)?;
+            }
+        }
+        bin.sync(&mut engine.log)?;
+        gdir.sync(&mut engine.log)?;
+    }
+    quarantine.sync(&mut engine.log)?;
+    gens.sync(&mut engine.log)?;
+    Ok(moved)
+}
