@@ -32,12 +32,12 @@ pub struct GlobalOpts {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Seconds to wait for another oxidizr-hook to finish.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
-    pub lock_timeout: u64,
-    /// Per-command smoke-test timeout in seconds.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5)]
-    pub smoke_timeout: u64,
+    /// Seconds to wait for another oxidizr-hook to finish (default: lock_timeout_secs, 30).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    /// Per-command smoke-test timeout in seconds (default: smoke_timeout_secs, 5).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub smoke_timeout: Option<u64>,
 }
 
 impl GlobalOpts {
@@ -101,4 +101,12 @@ pub enum Command {
     Generations,
     /// Remove old generations and unreferenced store entries.
     Gc,
+    /// pacman PreTransaction hook entry point (targets on stdin; see oxidizr-arch hooks).
+    PreTransaction {
+        /// The transaction the hook runs before.
+        #[arg(long, value_enum)]
+        operation: crate::hook::PreOperation,
+    },
+    /// pacman PostTransaction hook entry point (targets on stdin).
+    PostTransaction,
 }

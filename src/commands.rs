@@ -52,6 +52,14 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
         Command::Use { profile, dry_run } => mutate(g, "use", *dry_run, |e, s| apply_profile(e, s, *profile, false)),
         Command::Pin { applets, dry_run } => mutate(g, "pin", *dry_run, |e, s| pin(e, s, applets, true)),
         Command::Unpin { applets, dry_run } => mutate(g, "unpin", *dry_run, |e, s| pin(e, s, applets, false)),
+        Command::PreTransaction { operation } => {
+            let targets = crate::hook::read_targets(&mut std::io::stdin().lock())?;
+            in_hook(g, "pre-transaction", |e, s| crate::hook::pre_transaction(e, s, *operation, &targets))
+        }
+        Command::PostTransaction => {
+            let targets = crate::hook::read_targets(&mut std::io::stdin().lock())?;
+            in_hook(g, "post-transaction", |e, s| crate::hook::post_transaction(e, s, &targets))
+        }
         Command::Rollback => mutate(g, "rollback", false, rollback),
         Command::Verify { repair: false } => cmd_verify(g),
         Command::Verify { repair: true } => mutate(g, "verify --repair", false, repair),
@@ -68,14 +76,24 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
     }
 }
 
-fn options(g: &GlobalOpts, dry_run: bool) -> Options {
+fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
     Options {
         root: g.root.clone(),
         dbpath: g.dbpath(),
         dry_run,
-        smoke_timeout: Duration::from_secs(g.smoke_timeout),
-        keep_generations: 3,
+        smoke_timeout: Duration::from_secs(g.smoke_timeout.unwrap_or(config.smoke_timeout_secs)),
+        keep_generations: config.keep_generations,
     }
+}
+
+/// The hook entry points: the same shape as [`mutate`], but they run inside
+/// pacman's transaction, so pacman's `db.lck` is expected, not refused.
+fn in_hook(
+    g: &GlobalOpts,
+    operation: &str,
+    f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
+) -> Result<Output> {
+    locked(g, operation, false, true, f)
 }
 
 /// The shape of every mutating command: refuse while pacman runs, lock
@@ -86,15 +104,28 @@ fn mutate(
     dry_run: bool,
     f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
 ) -> Result<Output> {
+    locked(g, operation, dry_run, false, f)
+}
+
+fn locked(
+    g: &GlobalOpts,
+    operation: &str,
+    dry_run: bool,
+    hook: bool,
+    f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
+) -> Result<Output> {
     let config = Config::load(&g.root)?;
-    let mut engine = Engine::new(options(g, dry_run), config, operation)?;
+    let lock_wait = Duration::from_secs(g.lock_timeout.unwrap_or(config.lock_timeout_secs));
+    let mut engine = Engine::new(options(g, &config, dry_run), config, operation)?;
     if dry_run {
         let mut state = engine.load_state()?;
         return f(&mut engine, &mut state);
     }
-    refuse_if_pacman_running(&g.dbpath())?;
+    if !hook {
+        refuse_if_pacman_running(&g.dbpath())?;
+    }
     let mut lock = Lock::open(&engine.state_dir()?)?;
-    let _guard = lock.acquire(Duration::from_secs(g.lock_timeout))?;
+    let _guard = lock.acquire(lock_wait)?;
     let mut state = engine.load_state()?;
     let recovered = engine.recover(&mut state)?;
     let result = f(&mut engine, &mut state);
@@ -258,7 +289,8 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
 }
 
 fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
-    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "verify")?;
+    let config = Config::load(&g.root)?;
+    let engine = Engine::new(options(g, &config, true), config, "verify")?;
     let state = engine.load_state()?;
     let problems = verify::check(&engine, &state)?;
     Ok(render_verify(&problems))
@@ -281,7 +313,7 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
     let config = Config::load(&g.root)?;
     let dbpath = g.dbpath();
     let inv = PackageDb::open(&g.root, &dbpath)?.inventory(&config)?;
-    let engine = Engine::new(options(g, true), config, "status")?;
+    let engine = Engine::new(options(g, &config, true), config.clone(), "status")?;
     let state = engine.load_state()?;
     let active = generation::active(&engine.layout).ok().flatten();
     let mut text = status::to_text(&inv);
@@ -309,7 +341,8 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
 }
 
 fn cmd_generations(g: &GlobalOpts) -> Result<Output> {
-    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "generations")?;
+    let config = Config::load(&g.root)?;
+    let engine = Engine::new(options(g, &config, true), config, "generations")?;
     let (numbers, _) = generation::list(&engine.layout)?;
     let active = generation::active(&engine.layout).ok().flatten();
     let mut text = String::new();
@@ -349,7 +382,8 @@ fn canary(g: &GlobalOpts, shell: bool, command: &[String]) -> Result<Output> {
     if g.root != std::path::Path::new("/") {
         return Err(Error::new(ErrorId::Policy, "canary runs on the live system only (no --root)"));
     }
-    let engine = Engine::new(options(g, true), Config::load(&g.root)?, "canary")?;
+    let config = Config::load(&g.root)?;
+    let engine = Engine::new(options(g, &config, true), config, "canary")?;
     let gnu_bin = match generation::profile_pointer(&engine.layout, Profile::Gnu).ok().flatten() {
         Some(_) => format!("/{LIB}/profiles/gnu/bin"),
         None => {

@@ -51,11 +51,37 @@ pub struct Config {
     /// The managed families, in display order.
     #[serde(default = "default_families", rename = "family")]
     pub families: Vec<Family>,
+    /// Generations kept by GC besides the active one and the profile pointers.
+    #[serde(default = "default_keep")]
+    pub keep_generations: usize,
+    /// Seconds a command waits for another oxidizr-hook's lock.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_secs: u64,
+    /// Seconds each smoke-test command may run.
+    #[serde(default = "default_smoke_timeout")]
+    pub smoke_timeout_secs: u64,
+}
+
+fn default_keep() -> usize {
+    3
+}
+
+fn default_lock_timeout() -> u64 {
+    30
+}
+
+fn default_smoke_timeout() -> u64 {
+    5
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { families: default_families() }
+        Config {
+            families: default_families(),
+            keep_generations: default_keep(),
+            lock_timeout_secs: default_lock_timeout(),
+            smoke_timeout_secs: default_smoke_timeout(),
+        }
     }
 }
 
@@ -103,6 +129,12 @@ impl Config {
 
     /// Refuses names that cannot be package names or safe command prefixes.
     pub fn validate(&self) -> Result<()> {
+        if self.keep_generations == 0 || self.lock_timeout_secs == 0 || self.smoke_timeout_secs == 0 {
+            return Err(Error::new(
+                ErrorId::Config,
+                "keep_generations, lock_timeout_secs and smoke_timeout_secs must be at least 1",
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for family in &self.families {
             check_name("family name", &family.name)?;

@@ -197,6 +197,15 @@ impl Engine {
         if self.opts.dry_run {
             return Ok(Applied::Planned(plan));
         }
+        self.realize(state, &plan, &gnu_plan, force)
+    }
+
+    /// Makes `plan` the active generation (the §4 shape after planning):
+    /// reuses the active generation when it already realizes the plan
+    /// (unless `force`), else harvests, builds, smokes, flips, links, smokes
+    /// live, and commits. On failure the state is marked degraded.
+    pub fn realize(&mut self, state: &mut State, plan: &Plan, gnu_plan: &Plan, force: bool) -> Result<Applied> {
+        let (plan, gnu_plan, profile) = (plan.clone(), gnu_plan.clone(), plan.profile);
         let active = generation::active(&self.layout)?;
         if let Some(n) = active.filter(|_| !force) {
             if self.realizes(n, &plan)? {
@@ -225,6 +234,7 @@ impl Engine {
         );
         let n = self.allocate(state)?;
         self.record_intent(active, Some(n), Some(profile))?;
+        crate::kernel::crash::point("engine:after-intent");
         match self.build_and_activate(&plan, &gnu_plan, n, harvest.sha256, active) {
             Ok(()) => {
                 self.commit(state, profile, n, true)?;
@@ -328,6 +338,7 @@ impl Engine {
         let cfg = self.smoke_config();
         let smoke_fn = |t: &[SmokeTarget], bin: &str| smoke::run(&cfg, t, Some(bin));
         let manifest = generation::build(&self.layout, plan, n, sha, &smoke_fn, &mut self.log)?;
+        crate::kernel::crash::point("engine:after-build");
         self.fact(
             "smoke-candidate",
             format!("generation {n}: {} checks passed", manifest.smoke.applets.len() + manifest.smoke.behaviour.len()),
@@ -349,6 +360,7 @@ impl Engine {
     /// Flips to the generation, links every applet, runs the live smoke.
     pub fn activate(&mut self, manifest: &Manifest, gnu_plan: &Plan) -> Result<SmokeReport> {
         let before = generation::flip(&self.layout, manifest.generation, manifest.profile, &mut self.log)?;
+        crate::kernel::crash::point("engine:after-flip");
         self.fact(
             "flip",
             format!("active -> generations/{}", manifest.generation),
@@ -358,6 +370,7 @@ impl Engine {
         );
         let plan = Plan { profile: manifest.profile, applets: manifest.applets.clone(), id: manifest.plan_id.clone() };
         self.link_all(&plan, gnu_plan)?;
+        crate::kernel::crash::point("engine:after-link");
         let targets: Vec<SmokeTarget> =
             manifest.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("/usr/bin/{a}") }).collect();
         Ok(self.smoke(&targets, "/usr/bin"))
@@ -431,6 +444,53 @@ impl Engine {
         Ok(names.len())
     }
 
+    /// Restores the given managed names (those with a sidecar) to their
+    /// pristine prior state. Returns how many were restored.
+    pub fn restore_names(&mut self, names: &[String]) -> Result<usize> {
+        let managed: BTreeSet<String> = self.managed_names()?.into_iter().collect();
+        let bin = self.layout.bin()?;
+        let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
+        let mut n = 0;
+        for name in names.iter().filter(|n| managed.contains(*n)) {
+            self.restore_one(&bin, &sidecars, name)?;
+            n += 1;
+        }
+        sidecars.sync(&mut self.log)?;
+        Ok(n)
+    }
+
+    /// Removes our trees (generations, profile pointers, store) after
+    /// [`Engine::restore_pristine`]: every stored file is then a second link
+    /// of a file back in `/usr/bin` or of a version pacman replaced.
+    /// Refuses (`E_POLICY`) while any managed name remains.
+    pub fn purge(&mut self) -> Result<()> {
+        if !self.managed_names()?.is_empty() {
+            return Err(Error::new(ErrorId::Policy, "managed names remain: restore them before purging"));
+        }
+        if !self.layout.lib_exists() {
+            return Ok(());
+        }
+        let lib = self.layout.lib(false)?;
+        lib.remove_file("active")?;
+        for tree in ["generations", "profiles", "store"] {
+            if matches!(lib.entry(tree)?, Entry::Directory(_)) {
+                remove_tree(&lib, tree)?;
+            }
+        }
+        lib.sync(&mut self.log)?;
+        self.fact("purge", "removed generations, profiles and store", None, None, None);
+        Ok(())
+    }
+
+    /// Realizes a transitional plan (hooks: some uutils package is leaving)
+    /// and returns the generation now active.
+    pub fn transition(&mut self, state: &mut State, plan: &Plan, gnu_plan: &Plan) -> Result<u64> {
+        match self.realize(state, plan, gnu_plan, false)? {
+            Applied::UpToDate { generation } | Applied::Switched { to: generation, .. } => Ok(generation),
+            Applied::Planned(_) => Err(Error::new(ErrorId::Policy, "a transition cannot be a dry run")),
+        }
+    }
+
     /// The rollback chain after a failed live smoke of generation `failed`:
     /// the previous generation if it still passes smoke, else a fresh GNU
     /// generation, else the pristine GNU files. Returns where it landed.
@@ -473,7 +533,9 @@ impl Engine {
             });
         }
         self.save_state(state)?;
+        crate::kernel::crash::point("engine:after-state");
         self.clear_intent()?;
+        crate::kernel::crash::point("engine:after-clear-intent");
         self.gc(state)?;
         Ok(())
     }

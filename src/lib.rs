@@ -19,6 +19,7 @@
 //! - [`state`], [`intent`], [`lock`], [`facts`], [`rescue`]: persistent state,
 //!   the write-ahead intent, locking, audit facts, the rescue check.
 //! - [`commands`]: the admin commands' rendering.
+//! - [`hook`]: the pacman pre-/post-transaction entry points.
 //! - [`smoke`]: smoke tests of applets and a behavioural suite, bounded and leak-free.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod facts;
 pub mod generation;
+pub mod hook;
 pub mod intent;
 pub mod inventory;
 pub mod journal;
