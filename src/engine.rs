@@ -368,7 +368,12 @@ impl Engine {
             before,
             Some(manifest.generation),
         );
-        let plan = Plan { profile: manifest.profile, applets: manifest.applets.clone(), id: manifest.plan_id.clone() };
+        let plan = Plan {
+            profile: manifest.profile,
+            applets: manifest.applets.clone(),
+            packages: manifest.packages.clone(),
+            id: manifest.plan_id.clone(),
+        };
         self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
         let targets: Vec<SmokeTarget> =

@@ -36,6 +36,8 @@ pub struct Manifest {
     pub plan_id: String,
     /// Applet -> target and source.
     pub applets: BTreeMap<String, PlannedApplet>,
+    /// The installed package versions it was built from.
+    pub packages: BTreeMap<String, String>,
     /// sha256 of every stored GNU target, by applet (to detect store damage).
     pub store_sha256: BTreeMap<String, String>,
     /// When it was built (RFC 3339).
@@ -83,6 +85,7 @@ pub fn build(
         profile: plan.profile,
         plan_id: plan.id.clone(),
         applets: plan.applets.clone(),
+        packages: plan.packages.clone(),
         store_sha256,
         created: crate::state::now(),
         smoke: report,

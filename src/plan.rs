@@ -51,6 +51,9 @@ pub struct Plan {
     pub profile: Profile,
     /// Applet name -> what backs it (sorted by name).
     pub applets: BTreeMap<String, PlannedApplet>,
+    /// Every installed package of the families, name -> version: any
+    /// upgrade changes the plan, so new files are always smoke-tested.
+    pub packages: BTreeMap<String, String>,
     /// A stable id: sha256 of the canonical plan (first 16 hex digits).
     pub id: String,
 }
@@ -100,12 +103,20 @@ pub fn plan(inv: &Inventory, profile: Profile, pins: &BTreeSet<String>) -> Resul
             }
         }
     }
-    let id = plan_id(profile, &applets);
-    Ok(Plan { profile, applets, id })
+    let packages = inv
+        .families
+        .iter()
+        .flat_map(|f| {
+            let gnu = f.gnu.iter().map(|g| (g.package.clone(), g.version.clone()));
+            gnu.chain(f.uutils.iter().map(|u| (u.package.clone(), u.version.clone())))
+        })
+        .collect();
+    let id = plan_id(profile, &applets, &packages);
+    Ok(Plan { profile, applets, packages, id })
 }
 
-fn plan_id(profile: Profile, applets: &BTreeMap<String, PlannedApplet>) -> String {
-    let canonical = serde_json::to_vec(&(profile, applets)).expect("plans serialize");
+fn plan_id(profile: Profile, applets: &BTreeMap<String, PlannedApplet>, packages: &BTreeMap<String, String>) -> String {
+    let canonical = serde_json::to_vec(&(profile, applets, packages)).expect("plans serialize");
     let digest = Sha256::digest(&canonical);
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -158,6 +169,10 @@ mod tests {
         let c = plan(&inv(false), Profile::Uutils, &BTreeSet::new()).unwrap();
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
+        let mut newer = inv(true);
+        newer.families[0].gnu.as_mut().unwrap().version = "9.11-1".into();
+        let d = plan(&newer, Profile::Uutils, &BTreeSet::new()).unwrap();
+        assert_ne!(a.id, d.id, "a GNU upgrade changes the plan even when every applet is uutils");
         assert_eq!(a.id.len(), 16);
     }
 }

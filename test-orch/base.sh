@@ -21,8 +21,11 @@ include+=,ca-certificates,libssl-dev,libarchive-dev,libcurl4-openssl-dev,libgpgm
 
 # Tools the tests use, installed with apt inside the root afterwards:
 # xattrs, ACLs, file capabilities, chattr and the filesystems of the matrix.
+# makepkg (Debian ships it apart from pacman-package-manager) builds the
+# oxidizr-arch package itself from the working tree (test-orch/build-self-pkg);
+# git lists the tree's files for that build's cache key and source tarball.
 extra=(attr acl libcap2-bin e2fsprogs btrfs-progs xfsprogs fakeroot
-       util-linux mount procps file hyperfine jq)
+       util-linux mount procps file hyperfine jq makepkg git)
 
 echo "==> debootstrap sid into $dest (mirror $mirror)"
 debootstrap --variant=minbase --include="$include" sid "$dest" "$mirror" \

@@ -35,3 +35,22 @@ expect_exit() {
 
 # inode_table: "applet inode" for every managed applet (following nothing).
 inode_table() { managed_applets | while IFS= read -r a; do printf '%s %s\n' "$a" "$(stat -c %i "/usr/bin/$a")"; done; }
+
+# install_oxidizr: oxidizr-arch as a real pacman package (binary + hooks).
+install_oxidizr() {
+    pacman -U --noconfirm "$(mkpkg oxidizr-arch 0.1.0-1)" >/tmp/pacman-install-oxidizr.log 2>&1 \
+        || { cat /tmp/pacman-install-oxidizr.log; fail "cannot install oxidizr-arch"; }
+    OXIDIZR=/usr/bin/oxidizr-hook
+}
+
+# every_applet_resolves: fails naming the first managed applet that does not
+# resolve to an executable.
+every_applet_resolves() {
+    local a
+    while IFS= read -r a; do
+        [ -x "/usr/bin/$a" ] || fail "/usr/bin/$a does not resolve to an executable"
+    done < <(managed_applets)
+}
+
+# our_log_lines: the lines our hooks wrote into pacman.log.
+our_log_lines() { grep -E '\[ALPM-SCRIPTLET\]|oxidizr' /var/log/pacman.log || true; }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# (a) uutils active -> pacman -U a newer coreutils -> every applet resolves
+# per the profile, the store holds the new GNU version, verify exits 0,
+# pacman.log has our one success line.
+. /src/tests/e2e/common.bash
+install_all
+install_oxidizr
+"$OXIDIZR" use uutils
+
+step "pacman -U coreutils 9.11-1 (the post-transaction hook runs inside)"
+pacman_U "$(mkpkg coreutils 9.11-1)" 2>&1 | tee /tmp/pacman.out
+grep -q "oxidizr-arch: profile uutils active: generation" /tmp/pacman.out || fail "no success line from the hook"
+every_applet_resolves
+/usr/bin/ls --version | head -1 | grep -qi uutils || fail "ls is not uutils after the upgrade"
+/usr/bin/stty --version >/dev/null || fail "stty does not run"
+[ -d /usr/lib/oxidizr-arch/store/gnu/coreutils-9.11-1 ] || fail "the store lacks coreutils-9.11-1"
+[ -f /usr/lib/oxidizr-arch/store/gnu/coreutils-9.11-1/ls ] || fail "the store lacks the new GNU ls"
+managed_applets | while IFS= read -r a; do
+    [ "$(readlink "/usr/bin/$a")" = "/usr/lib/oxidizr-arch/active/bin/$a" ] || fail "/usr/bin/$a is not our link after the upgrade"
+done
+expect_exit 0 "$OXIDIZR" verify
+step "pacman.log"
+grep -c "oxidizr-arch: profile uutils active" /var/log/pacman.log | grep -qx 1 || { our_log_lines; fail "pacman.log should hold exactly one success line"; }
+our_log_lines | tail -3
