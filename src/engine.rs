@@ -85,6 +85,7 @@ pub struct Engine {
     /// The operation id, shared by its facts.
     pub op_id: String,
     started: Instant,
+    last_fact: Instant,
     facts: Facts,
     /// Every fsync of this run.
     pub log: FsyncLog,
@@ -104,6 +105,7 @@ impl Engine {
             operation: operation.to_string(),
             op_id,
             started: Instant::now(),
+            last_fact: Instant::now(),
             facts,
             log: FsyncLog::default(),
         })
@@ -129,9 +131,11 @@ impl Engine {
             from_generation: from,
             to_generation: to,
             duration_ms: self.started.elapsed().as_millis() as u64,
+            phase_us: self.last_fact.elapsed().as_micros() as u64,
             degraded: self.log.has_slow(),
         };
         self.facts.emit(&fact);
+        self.last_fact = Instant::now();
     }
 
     /// Makes the facts durable (end of the operation).

@@ -41,6 +41,9 @@ pub struct Fact {
     pub to_generation: Option<u64>,
     /// Time since the operation began.
     pub duration_ms: u64,
+    /// Time spent in this stage: since the previous fact of the operation,
+    /// microseconds (the phase split that benchmarks report).
+    pub phase_us: u64,
     /// Whether something ran on a degraded path (EXDEV copy, rollback).
     pub degraded: bool,
 }
