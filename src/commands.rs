@@ -195,7 +195,11 @@ fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<O
             s.pins = next;
             e.save_state(s)?;
         }
-        return Ok(Output::new(format!("==> {verb}: {}\n", applets.join(" ")), json!({ "pins": probe.pins })));
+        let prefix = if e.opts.dry_run { "dry run: would be " } else { "" };
+        return Ok(Output::new(
+            format!("==> {prefix}{verb}: {} (no profile active: nothing to rebuild)\n", applets.join(" ")),
+            json!({ "dry_run": e.opts.dry_run, "pins": probe.pins }),
+        ));
     };
     if e.opts.dry_run {
         return apply_profile(e, &mut probe, profile, false);

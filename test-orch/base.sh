@@ -71,6 +71,14 @@ EOF
 mkdir -p "$dest/usr/share/libalpm/hooks" "$dest/etc/pacman.d/hooks" \
          "$dest/var/lib/pacman" "$dest/var/cache/pacman/pkg" "$dest/var/log"
 
+# Pristine copies of the GNU commands: test-orch/mkpkg builds packages from
+# these, never from the live /usr/bin (where a test may have put links).
+in_root bash -c 'set -e; mkdir -p /opt/oxidizr-testbed/gnu
+    for p in coreutils findutils; do
+        dpkg -L "$p" | grep -E "^(/usr)?/bin/[^/]+$" | sed "s|.*/||" | sort -u >"/opt/oxidizr-testbed/$p.list"
+        while IFS= read -r c; do cp -a "/usr/bin/$c" "/opt/oxidizr-testbed/gnu/$c"; done <"/opt/oxidizr-testbed/$p.list"
+    done'
+
 # makepkg refuses to run as root: packages are built by this user.
 in_root useradd --create-home --uid 1500 builder
 

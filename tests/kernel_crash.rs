@@ -76,6 +76,8 @@ fn points_of(prior: &str, setup_steps: &[&[&str]], op: &[&str]) -> Vec<String> {
     fs::read_to_string(trace)
         .unwrap_or_default()
         .lines()
+        // Trace lines are "SUBCOMMAND POINT".
+        .map(|l| l.split_once(' ').map_or(l, |(_, point)| point))
         .map(|l| {
             let n = seen.entry(l.to_string()).or_default();
             *n += 1;

@@ -2,9 +2,12 @@
 //! the process with SIGKILL, to prove every intermediate state is safe.
 //!
 //! Only with the `crash-injection` cargo feature (never in release builds):
-//! `OXIDIZR_CRASH_TRACE=FILE` appends each point reached to FILE, and
-//! `OXIDIZR_CRASH_AT=NAME[#N]` kills the process at the Nth (default first)
-//! time it reaches NAME. Without the feature, [`point`] compiles to nothing.
+//! `OXIDIZR_CRASH_TRACE=FILE` appends `SUBCOMMAND NAME` for each point
+//! reached to FILE, and `OXIDIZR_CRASH_AT=NAME[#N]` kills the process at
+//! the Nth (default first) time it reaches NAME — only in a process whose
+//! subcommand is `OXIDIZR_CRASH_ONLY`, when that is set (pacman runs the
+//! pre- and post-transaction hooks as two processes). Without the feature,
+//! [`point`] compiles to nothing.
 
 /// Marks a crash point. A no-op unless built with `crash-injection`.
 #[inline(always)]
@@ -22,11 +25,30 @@ mod injection {
 
     static HITS: AtomicU32 = AtomicU32::new(0);
 
+    /// The first argument that is not an option: the subcommand.
+    fn subcommand() -> String {
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--root" | "-r" | "--dbpath" | "-b" | "--lock-timeout" | "--smoke-timeout" => {
+                    args.next();
+                }
+                _ if a.starts_with('-') => {}
+                _ => return a,
+            }
+        }
+        String::from("-")
+    }
+
     pub(super) fn at(name: &'static str) {
+        let sub = subcommand();
         if let Ok(trace) = std::env::var("OXIDIZR_CRASH_TRACE") {
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(trace) {
-                let _ = writeln!(f, "{name}");
+                let _ = writeln!(f, "{sub} {name}");
             }
+        }
+        if std::env::var("OXIDIZR_CRASH_ONLY").is_ok_and(|only| only != sub) {
+            return;
         }
         let Ok(want) = std::env::var("OXIDIZR_CRASH_AT") else { return };
         let (want_name, nth) = match want.split_once('#') {

@@ -29,9 +29,12 @@ pub struct Harvested {
 /// Hard-links the regular file `name` in `src` to `dst_name` in `dst`
 /// (copying with all metadata on EXDEV), fsyncs the stored file and `dst`.
 ///
-/// Idempotent: if `dst_name` already is the same inode, or (degraded) the
-/// same content and metadata, nothing is done. A different file already at
-/// `dst_name` is `E_OWNERSHIP`: a stored binary is never overwritten.
+/// Idempotent: if `dst_name` already holds the same inode, or the same
+/// content with the same owner and mode (a reinstall of the same version,
+/// or the EXDEV copy), nothing is done. A regular file with other content
+/// at `dst_name` is replaced atomically (rename over it): `src` is what
+/// pacman installed for that version now, the old bytes are no longer any
+/// package's. Anything but a regular file there is `E_OWNERSHIP`.
 pub fn harvest(src: &Dir, name: &str, dst: &Dir, dst_name: &str, log: &mut FsyncLog) -> Result<Harvested> {
     let meta = match src.entry(name)? {
         Entry::File(m) => m,
@@ -44,9 +47,11 @@ pub fn harvest(src: &Dir, name: &str, dst: &Dir, dst_name: &str, log: &mut Fsync
     };
     let fd = src.open_file(name)?;
     let sha256 = sha256_fd(&fd, &src.show(name))?;
-    if let Some(done) = already_stored(dst, dst_name, &meta, &sha256)? {
-        return Ok(done);
-    }
+    let replace = match already_stored(dst, dst_name, &meta, &sha256)? {
+        Stored::Same(done) => return Ok(done),
+        Stored::Absent => false,
+        Stored::Different => true,
+    };
     let (tmp, degraded) = match link_tmp(src, name, dst) {
         Ok(tmp) => (tmp, false),
         Err(Errno::XDEV) => (copy_to_tmp(&fd, &meta, dst, dst_name, log)?, true),
@@ -59,7 +64,13 @@ pub fn harvest(src: &Dir, name: &str, dst: &Dir, dst_name: &str, log: &mut Fsync
     // inode durable before the store claims to hold it.
     let stored_fd = dst.open_file(&tmp)?;
     log.fsync(&stored_fd, &dst.show(&tmp))?;
-    if let Err(e) = dst.rename_noreplace(&tmp, dst, dst_name) {
+    let renamed = if replace {
+        tracing::warn!(path = %dst.show(dst_name), "stored binary replaced by the file pacman reinstalled");
+        dst.rename(&tmp, dst_name)
+    } else {
+        dst.rename_noreplace(&tmp, dst, dst_name)
+    };
+    if let Err(e) = renamed {
         let _ = dst.remove_file(&tmp);
         return Err(Error::io(ErrorId::AtomicSwap, format!("cannot publish {}", dst.show(dst_name)), e.into()));
     }
@@ -77,11 +88,19 @@ pub fn harvest(src: &Dir, name: &str, dst: &Dir, dst_name: &str, log: &mut Fsync
     Ok(Harvested { stored, sha256, degraded, already: false })
 }
 
-/// `Some` when `dst_name` already holds this file; `E_OWNERSHIP` when it
-/// holds something else.
-fn already_stored(dst: &Dir, dst_name: &str, meta: &Meta, sha256: &str) -> Result<Option<Harvested>> {
+/// What the store holds at a name, compared with the file to harvest.
+enum Stored {
+    /// Nothing.
+    Absent,
+    /// This file already (same inode, or same content, owner and mode).
+    Same(Harvested),
+    /// Another regular file.
+    Different,
+}
+
+fn already_stored(dst: &Dir, dst_name: &str, meta: &Meta, sha256: &str) -> Result<Stored> {
     let stored = match dst.entry(dst_name)? {
-        Entry::Absent => return Ok(None),
+        Entry::Absent => return Ok(Stored::Absent),
         Entry::File(m) => m,
         other => {
             return Err(Error::new(
@@ -91,17 +110,19 @@ fn already_stored(dst: &Dir, dst_name: &str, meta: &Meta, sha256: &str) -> Resul
         }
     };
     if stored.same_inode(meta) {
-        return Ok(Some(Harvested { stored, sha256: sha256.to_string(), degraded: false, already: true }));
+        return Ok(Stored::Same(Harvested { stored, sha256: sha256.to_string(), degraded: false, already: true }));
     }
     let stored_sha = sha256_fd(&dst.open_file(dst_name)?, &dst.show(dst_name))?;
-    let same_meta = stored.mode == meta.mode && stored.uid == meta.uid && stored.gid == meta.gid;
-    if stored_sha == sha256 && same_meta && stored.dev != meta.dev {
-        return Ok(Some(Harvested { stored, sha256: stored_sha, degraded: true, already: true }));
+    // The mtime too: pacman -Qkk compares it, and restore must give it back.
+    let same_meta = stored.mode == meta.mode
+        && stored.uid == meta.uid
+        && stored.gid == meta.gid
+        && (stored.mtime_sec, stored.mtime_nsec) == (meta.mtime_sec, meta.mtime_nsec);
+    if stored_sha == sha256 && same_meta {
+        let degraded = stored.dev != meta.dev;
+        return Ok(Stored::Same(Harvested { stored, sha256: stored_sha, degraded, already: true }));
     }
-    Err(Error::new(
-        ErrorId::Ownership,
-        format!("{} already holds a different file: refusing to overwrite a stored binary", dst.show(dst_name)),
-    ))
+    Ok(Stored::Different)
 }
 
 /// Hard-links `name` to a fresh temporary name in `dst` (no symlink followed).

@@ -22,3 +22,9 @@ expect_exit 0 "$OXIDIZR" verify
 step "pacman.log"
 grep -c "oxidizr-arch: profile uutils active" /var/log/pacman.log | grep -qx 1 || { our_log_lines; fail "pacman.log should hold exactly one success line"; }
 our_log_lines | tail -3
+
+step "reinstall the same findutils version while uutils is active (pacman -U again)"
+pacman_U "$(mkpkg findutils 4.11.0-1)" 2>&1 | tee /tmp/pacman2.out | tail -2
+grep -q "command failed" /tmp/pacman2.out && fail "the hook failed on a reinstall"
+every_applet_resolves
+expect_exit 0 "$OXIDIZR" verify
