@@ -86,6 +86,8 @@ pub struct Engine {
     pub op_id: String,
     started: Instant,
     last_fact: Instant,
+    /// Set once something ran on a degraded path (EXDEV copy, rollback).
+    degraded: bool,
     facts: Facts,
     /// Every fsync of this run.
     pub log: FsyncLog,
@@ -106,6 +108,7 @@ impl Engine {
             op_id,
             started: Instant::now(),
             last_fact: Instant::now(),
+            degraded: false,
             facts,
             log: FsyncLog::default(),
         })
@@ -132,7 +135,8 @@ impl Engine {
             to_generation: to,
             duration_ms: self.started.elapsed().as_millis() as u64,
             phase_us: self.last_fact.elapsed().as_micros() as u64,
-            degraded: self.log.has_slow(),
+            degraded: self.degraded,
+            slow_fsync: self.log.has_slow(),
         };
         self.facts.emit(&fact);
         self.last_fact = Instant::now();
@@ -226,6 +230,7 @@ impl Engine {
             }
         }
         let harvest = store::harvest_all(&self.layout, &store::gnu_sources(&gnu_plan), &mut self.log)?;
+        self.degraded |= harvest.degraded > 0;
         self.fact(
             "harvest",
             format!(
@@ -274,7 +279,13 @@ impl Engine {
         let bin = self.layout.bin()?;
         for applet in plan.applets.keys() {
             match bin.entry(applet)? {
-                Entry::File(_) | Entry::Absent => {}
+                // An immutable or append-only file is refused before the
+                // harvest could fail on it half-way.
+                Entry::File(_) => {
+                    let fd = bin.open_file(applet)?;
+                    crate::kernel::flags::ensure_mutable(crate::kernel::flags::inode_flags(&fd)?, &bin.show(applet))?;
+                }
+                Entry::Absent => {}
                 Entry::Symlink(_, d) if d == managed_link(applet) => {}
                 other => {
                     return Err(Error::new(
@@ -284,6 +295,11 @@ impl Engine {
                 }
             }
         }
+        // Every sidecar the link step will read must be readable now, and
+        // the pointers the flip will replace must be ours: refused here,
+        // not after the flip.
+        self.check_sidecars()?;
+        generation::check_pointers(&self.layout)?;
         let store_dir = gnu_plan.applets.get("ls").and_then(|a| match &a.source {
             Source::Gnu { package, version } => Some(format!("/{LIB}/store/gnu/{}", store_dir_name(package, version))),
             Source::Uutils { .. } => None,
@@ -410,6 +426,26 @@ impl Engine {
         Ok(())
     }
 
+    /// Reads every sidecar and checks that its name can be restored (our
+    /// link, the prior state, or absent): a corrupt sidecar or a foreign
+    /// entry is found before anything changes.
+    pub fn check_sidecars(&self) -> Result<()> {
+        let names = self.managed_names()?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let bin = self.layout.bin()?;
+        let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), false)?;
+        for name in &names {
+            let sc = sidecar::read(&sidecars, name)?
+                .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for /usr/bin/{name}")))?;
+            if !pacman_wrote(&bin, name)? {
+                crate::kernel::takeover::check_restorable(&bin, name, &sc)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The names that have a sidecar (the managed set).
     pub fn managed_names(&self) -> Result<Vec<String>> {
         if !self.opts.root.join(STATE).join("sidecars").is_dir() {
@@ -420,9 +456,16 @@ impl Engine {
     }
 
     /// Restores one managed name from its sidecar, then drops the sidecar.
+    /// A regular file already at the name is what pacman wrote over our
+    /// link (an upgrade whose post hook did not finish): it is the pristine
+    /// file now and is left alone.
     fn restore_one(&mut self, bin: &Dir, sidecars: &Dir, name: &str) -> Result<Restored> {
         let sc = sidecar::read(sidecars, name)?
             .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for /usr/bin/{name}")))?;
+        if pacman_wrote(bin, name)? {
+            sidecars.remove_file(&sidecar::sidecar_name(name))?;
+            return Ok(Restored::AlreadyRestored);
+        }
         let backup = match &sc.prior {
             Prior::File { .. } => self.layout.dir(&sc.backup_dir, false).map_err(|e| {
                 Error::new(ErrorId::BackupMissing, format!("the store of /usr/bin/{name} is missing: {e}"))
@@ -438,6 +481,8 @@ impl Engine {
     /// Restores every managed name to its pristine prior state and removes
     /// our pointers: afterwards `/usr/bin` holds pacman's files.
     pub fn restore_pristine(&mut self) -> Result<usize> {
+        // All or nothing: refuse before the first restore, not half-way.
+        self.check_sidecars()?;
         let names = self.managed_names()?;
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
@@ -456,6 +501,7 @@ impl Engine {
     /// Restores the given managed names (those with a sidecar) to their
     /// pristine prior state. Returns how many were restored.
     pub fn restore_names(&mut self, names: &[String]) -> Result<usize> {
+        self.check_sidecars()?;
         let managed: BTreeSet<String> = self.managed_names()?.into_iter().collect();
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
@@ -504,6 +550,7 @@ impl Engine {
     /// the previous generation if it still passes smoke, else a fresh GNU
     /// generation, else the pristine GNU files. Returns where it landed.
     fn rollback_chain(&mut self, from: Option<u64>, failed: u64, gnu_plan: &Plan) -> Result<String> {
+        self.degraded = true;
         if let Some(p) = from.filter(|p| *p != failed) {
             if let Ok(m) = generation::read_manifest(&self.layout, p) {
                 let report = self.activate(&m, gnu_plan)?;
@@ -661,9 +708,12 @@ impl Engine {
             }
         }
         let gnu = self.layout.dir(&format!("{LIB}/store/gnu"), true)?;
+        // Only directories named like ours (<gnu package>-<version>) are
+        // ours to collect; anything else is left for verify to report.
+        let ours = |d: &str| self.config.families.iter().any(|f| d.starts_with(&format!("{}-", f.gnu_package)));
         let mut removed = Vec::new();
         for dir in gnu.list()? {
-            if !referenced.contains(&dir) {
+            if ours(&dir) && !referenced.contains(&dir) && matches!(gnu.entry(&dir)?, Entry::Directory(_)) {
                 remove_tree(&gnu, &dir)?;
                 removed.push(format!("store {dir}"));
             }
@@ -671,4 +721,10 @@ impl Engine {
         gnu.sync(&mut self.log)?;
         Ok(removed)
     }
+}
+
+/// Whether `/usr/bin/<name>` is a regular file: never ours (we only ever put
+/// symlinks there), so pacman wrote it (or restore already put it back).
+fn pacman_wrote(bin: &Dir, name: &str) -> Result<bool> {
+    Ok(matches!(bin.entry(name)?, Entry::File(_)))
 }

@@ -46,6 +46,8 @@ pub struct Fact {
     pub phase_us: u64,
     /// Whether something ran on a degraded path (EXDEV copy, rollback).
     pub degraded: bool,
+    /// Whether an fsync of this operation took longer than 50 ms.
+    pub slow_fsync: bool,
 }
 
 /// Appends facts to the facts file (O_APPEND, never through a symlink) and

@@ -64,7 +64,24 @@ pub fn build(
     log: &mut FsyncLog,
 ) -> Result<Manifest> {
     let gens = generations_dir(layout)?;
-    let mut staging = Staging::create(&gens, &number.to_string())?;
+    let staging = Staging::create(&gens, &number.to_string())?;
+    let name = staging.staging_name().to_string();
+    let built = stage_and_publish(staging, plan, number, store_sha256, smoke, log);
+    if built.is_err() && matches!(gens.entry(&name), Ok(Entry::Directory(_))) {
+        // A failed build (smoke, ENOSPC, ...) leaves no staging tree behind.
+        let _ = remove_tree(&gens, &name);
+    }
+    built
+}
+
+fn stage_and_publish(
+    mut staging: Staging<'_>,
+    plan: &Plan,
+    number: u64,
+    store_sha256: BTreeMap<String, String>,
+    smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
+    log: &mut FsyncLog,
+) -> Result<Manifest> {
     let bin = staging.mkdir("bin")?;
     for (applet, planned) in &plan.applets {
         staging.symlink_in(bin, applet, &planned.target)?;
@@ -74,9 +91,6 @@ pub fn build(
         plan.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("{staged_bin}/{a}") }).collect();
     let report = smoke(&targets, &staged_bin);
     if !report.passed {
-        let name = staging.staging_name().to_string();
-        drop(staging);
-        let _ = remove_tree(&gens, &name);
         return Err(smoke_error(&format!("candidate generation {number}"), &report));
     }
     let manifest = Manifest {
@@ -179,10 +193,48 @@ fn pointer(dir: &Dir, name: &str, prefix: &str) -> Result<Option<u64>> {
 pub fn flip(layout: &Layout, n: u64, profile: Profile, log: &mut FsyncLog) -> Result<Option<u64>> {
     let lib = layout.lib(true)?;
     let before = pointer(&lib, "active", "generations/").ok().flatten();
-    replace_with_symlink(&lib, "active", &format!("generations/{n}"), log)?;
+    // Everything that can be refused is refused before `active` moves.
     let profiles = lib.subdir("profiles", true)?;
+    if let Entry::Directory(_) = profiles.entry(profile.as_str())? {
+        return Err(Error::new(
+            ErrorId::Policy,
+            format!("{} is a directory, not our pointer", profiles.show(profile.as_str())),
+        ));
+    }
+    replace_with_symlink(&lib, "active", &format!("generations/{n}"), log)?;
     replace_with_symlink(&profiles, profile.as_str(), &format!("../generations/{n}"), log)?;
     Ok(before)
+}
+
+/// Refuses (`E_POLICY`) pointers that are not ours: `active` and the
+/// profile pointers must be symlinks (or absent), `profiles` a directory
+/// (or absent). Checked in preflight, before anything is built or flipped.
+pub fn check_pointers(layout: &Layout) -> Result<()> {
+    if !layout.lib_exists() {
+        return Ok(());
+    }
+    let lib = layout.lib(false)?;
+    let refuse = |what: String, kind: &str| {
+        Err(Error::new(ErrorId::Policy, format!("{what} is a {kind}, not ours: refusing to flip")))
+    };
+    match lib.entry("active")? {
+        Entry::Absent | Entry::Symlink(..) => {}
+        other => return refuse(lib.show("active"), other.kind()),
+    }
+    match lib.entry("profiles")? {
+        Entry::Absent => Ok(()),
+        Entry::Directory(_) => {
+            let profiles = lib.subdir("profiles", false)?;
+            for p in [Profile::Gnu, Profile::Uutils] {
+                match profiles.entry(p.as_str())? {
+                    Entry::Absent | Entry::Symlink(..) => {}
+                    other => return refuse(profiles.show(p.as_str()), other.kind()),
+                }
+            }
+            Ok(())
+        }
+        other => refuse(lib.show("profiles"), other.kind()),
+    }
 }
 
 /// The generation a profile pointer names.

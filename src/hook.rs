@@ -175,7 +175,20 @@ pub fn post_transaction(e: &mut Engine, s: &mut State, targets: &BTreeSet<String
     let Some(profile) = s.profile else {
         return Ok(line("==> oxidizr-arch: not enabled (run 'oxidizr-hook use uutils' to switch)".to_string()));
     };
-    match e.apply(s, profile, false)? {
+    let applied = match e.apply(s, profile, false) {
+        Ok(a) => a,
+        Err(err) => {
+            // After the transaction nothing can be aborted: every failure
+            // leaves the system degraded until repaired, and says so.
+            if s.degraded.is_none() {
+                s.degrade(err.id, err.to_string());
+                e.save_state(s)?;
+                e.fact("fail", err.to_string(), Some(err.id), None, None);
+            }
+            return Err(err);
+        }
+    };
+    match applied {
         Applied::UpToDate { generation } => {
             Ok(line(format!("==> oxidizr-arch: profile {} still active (generation {generation})", profile.as_str())))
         }

@@ -15,8 +15,14 @@ pub fn command_in_root(root: &Path, path: &str) -> Command {
     let mut cmd = if root == Path::new("/") {
         Command::new(path)
     } else {
-        let mut c = Command::new("chroot");
-        c.arg(root).arg(path);
+        // The host's chroot, wherever the distribution keeps it (Arch:
+        // /usr/bin, Debian: /usr/sbin); never looked up through PATH.
+        let chroot = ["/usr/bin/chroot", "/usr/sbin/chroot", "/bin/chroot", "/sbin/chroot"]
+            .into_iter()
+            .find(|c| Path::new(c).exists())
+            .unwrap_or("/usr/bin/chroot");
+        let mut c = Command::new(chroot);
+        c.arg("--").arg(root).arg(path);
         c
     };
     cmd.env_clear()

@@ -235,8 +235,20 @@ pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
     for name in other {
         park(&gens, &name, &mut moved)?;
     }
+    let active = generation::active(&engine.layout).ok().flatten();
     for n in numbers {
-        let Ok(m) = generation::read_manifest(&engine.layout, n) else { continue };
+        let Ok(m) = generation::read_manifest(&engine.layout, n) else {
+            // A generation whose manifest is damaged cannot be trusted or
+            // verified: out of the way, with any profile pointer naming it
+            // (repair has already flipped `active` to a fresh generation).
+            if Some(n) != active {
+                let gdir = gens.subdir(&n.to_string(), false)?;
+                dismantle(&gdir, &mut |d, name| park(d, name, &mut moved))?;
+                gens.remove_dir(&n.to_string())?;
+                drop_profile_pointers(engine, n)?;
+            }
+            continue;
+        };
         let gdir = gens.subdir(&n.to_string(), false)?;
         for name in gdir.list()? {
             if name != "bin" && name != generation::MANIFEST {
@@ -257,4 +269,39 @@ pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
     quarantine.sync(&mut engine.log)?;
     gens.sync(&mut engine.log)?;
     Ok(moved)
+}
+
+/// Removes the profile pointers that name generation `n`.
+fn drop_profile_pointers(engine: &mut Engine, n: u64) -> Result<()> {
+    let profiles = engine.layout.dir(&format!("{LIB}/profiles"), true)?;
+    for p in [crate::state::Profile::Gnu, crate::state::Profile::Uutils] {
+        if generation::profile_pointer(&engine.layout, p).ok().flatten() == Some(n) {
+            profiles.remove_file(p.as_str())?;
+        }
+    }
+    profiles.sync(&mut engine.log)
+}
+
+/// Empties a damaged generation: our symlinks and its manifest are removed,
+/// anything else is handed to `park` (quarantine). Entry by entry, because
+/// renaming a whole directory is not possible everywhere (overlayfs
+/// without redirect_dir answers EXDEV).
+fn dismantle(gdir: &crate::kernel::Dir, park: &mut dyn FnMut(&crate::kernel::Dir, &str) -> Result<()>) -> Result<()> {
+    for name in gdir.list()? {
+        match (name.as_str(), gdir.entry(&name)?) {
+            ("bin", Entry::Directory(_)) => {
+                let bin = gdir.subdir("bin", false)?;
+                for entry in bin.list()? {
+                    match bin.entry(&entry)? {
+                        Entry::Symlink(..) => bin.remove_file(&entry)?,
+                        _ => park(&bin, &entry)?,
+                    }
+                }
+                gdir.remove_dir("bin")?;
+            }
+            (generation::MANIFEST, Entry::File(_)) => gdir.remove_file(&name)?,
+            _ => park(gdir, &name)?,
+        }
+    }
+    Ok(())
 }

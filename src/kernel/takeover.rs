@@ -132,6 +132,36 @@ fn record_prior(
     }
 }
 
+/// Checks, changing nothing, that `name` can be restored from `sc`: it is
+/// our link, its prior state, or absent (for a file or symlink prior).
+/// `E_OWNERSHIP` otherwise.
+pub fn check_restorable(bin: &Dir, name: &str, sc: &Sidecar) -> Result<()> {
+    let current = bin.entry(name)?;
+    let ok = match (&current, &sc.prior) {
+        (Entry::Symlink(_, dest), _) if *dest == sc.link => true,
+        (Entry::Absent, _) => true,
+        (Entry::Symlink(_, dest), Prior::Symlink { destination, .. }) => dest == destination,
+        // A file: ours only if it is the very prior inode (or the degraded
+        // copy); restore verifies the content itself.
+        (Entry::File(meta), Prior::File { dev, ino, degraded, .. }) => {
+            (meta.dev == *dev && meta.ino == *ino) || *degraded
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorId::Ownership,
+            format!(
+                "{} is a {} that is neither our link nor its prior state: refusing to touch it",
+                bin.show(name),
+                current.kind()
+            ),
+        ))
+    }
+}
+
 /// Puts back the prior state of `name` recorded in its sidecar.
 ///
 /// Refuses (`E_OWNERSHIP`) to overwrite anything that is neither our link
