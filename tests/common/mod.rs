@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod kfs;
+
 /// The repository (mounted at /src in the testbed).
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +47,35 @@ pub fn mkpkg(outdir: &Path, kind: &str, version: &str, variant: Option<&str>) ->
     }
     let out = run_ok(&mut cmd);
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Builds a package holding only the given commands (deterministic file
+/// lists for golden files; see MKPKG_ONLY in test-orch/mkpkg).
+pub fn mkpkg_only(outdir: &Path, kind: &str, version: &str, only: &str) -> PathBuf {
+    let mut cmd = Command::new(repo().join("test-orch/mkpkg"));
+    cmd.args([kind, version]).arg(outdir).env("MKPKG_ONLY", only);
+    let out = run_ok(&mut cmd);
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Compares `actual` with the golden file `tests/golden/NAME`; with
+/// OXIDIZR_UPDATE_GOLDEN=1 rewrites it instead (never silently).
+pub fn golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var("OXIDIZR_UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        eprintln!("updated golden file {}", path.display());
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("golden file {} is missing ({e}); regenerate with OXIDIZR_UPDATE_GOLDEN=1", path.display())
+    });
+    assert!(
+        expected == actual,
+        "output differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 /// An empty package root driven by the real pacman with `--root`.
