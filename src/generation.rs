@@ -132,9 +132,28 @@ pub fn smoke_error(what: &str, report: &SmokeReport) -> Error {
     Error::new(ErrorId::Smoke, format!("smoke test of {what} failed: {shown}{tail}"))
 }
 
+/// A subdirectory that may be absent, opened without creating anything
+/// (read-only commands such as `verify` run under ProtectSystem=strict).
+pub fn existing_subdir(parent: &Dir, name: &str) -> Result<Option<Dir>> {
+    match parent.entry(name)? {
+        Entry::Absent => Ok(None),
+        _ => parent.subdir(name, false).map(Some),
+    }
+}
+
+/// The generations directory if it exists (never created).
+pub fn generations_dir_ro(layout: &Layout) -> Result<Option<Dir>> {
+    if !layout.lib_exists() {
+        return Ok(None);
+    }
+    existing_subdir(&layout.lib(false)?, "generations")
+}
+
 /// Reads generation `n`'s manifest; `E_STATE_CORRUPT` if it is damaged.
 pub fn read_manifest(layout: &Layout, n: u64) -> Result<Manifest> {
-    let dir = generations_dir(layout)?.subdir(&n.to_string(), false)?;
+    let gens = generations_dir_ro(layout)?
+        .ok_or_else(|| Error::new(ErrorId::StateCorrupt, format!("generation {n} does not exist")))?;
+    let dir = gens.subdir(&n.to_string(), false)?;
     let m: Manifest = read_json(&dir, MANIFEST)?
         .ok_or_else(|| Error::new(ErrorId::StateCorrupt, format!("generation {n} has no manifest")))?;
     if m.schema != MANIFEST_SCHEMA || m.generation != n {
@@ -149,10 +168,7 @@ pub fn read_manifest(layout: &Layout, n: u64) -> Result<Manifest> {
 /// The published generation numbers, ascending; other names are returned
 /// separately (foreign entries or leftovers of a crashed build).
 pub fn list(layout: &Layout) -> Result<(Vec<u64>, Vec<String>)> {
-    if !layout.lib_exists() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let gens = generations_dir(layout)?;
+    let Some(gens) = generations_dir_ro(layout)? else { return Ok((Vec::new(), Vec::new())) };
     let mut numbers = Vec::new();
     let mut other = Vec::new();
     for name in gens.list()? {
@@ -242,6 +258,6 @@ pub fn profile_pointer(layout: &Layout, profile: Profile) -> Result<Option<u64>>
     if !layout.lib_exists() {
         return Ok(None);
     }
-    let profiles = layout.lib(false)?.subdir("profiles", true)?;
+    let Some(profiles) = existing_subdir(&layout.lib(false)?, "profiles")? else { return Ok(None) };
     pointer(&profiles, profile.as_str(), "../generations/")
 }

@@ -145,8 +145,12 @@ pub fn resolves_to_executable(root: &Path, abs: &str) -> std::result::Result<(),
 /// applet backed by uutils the store holds the only copy.
 fn store(engine: &Engine, _manifest: &Manifest) -> Result<Vec<Problem>> {
     let mut out = Vec::new();
-    let sidecars = engine.layout.dir(&format!("{}/sidecars", crate::layout::STATE), true)?;
-    for name in engine.managed_names()? {
+    let names = engine.managed_names()?;
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let sidecars = engine.layout.dir(&format!("{}/sidecars", crate::layout::STATE), false)?;
+    for name in names {
         let sc = match sidecar::read(&sidecars, &name) {
             Ok(Some(sc)) => sc,
             Ok(None) => continue,
@@ -186,7 +190,8 @@ fn foreign_entries(engine: &Engine) -> Result<Vec<Problem>> {
             out.push(problem("foreign-entry", format!("/{LIB}/generations/{n} has no valid manifest")));
             continue;
         };
-        let gdir = generation::generations_dir(&engine.layout)?.subdir(&n.to_string(), false)?;
+        let Some(gens) = generation::generations_dir_ro(&engine.layout)? else { break };
+        let gdir = gens.subdir(&n.to_string(), false)?;
         for name in gdir.list()? {
             if name != "bin" && name != generation::MANIFEST {
                 out.push(problem(
