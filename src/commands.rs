@@ -264,6 +264,10 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
     let before = verify::check(e, s)?;
     let mut actions = Vec::new();
     if !before.is_empty() {
+        let pointers = verify::quarantine_pointers(e)?;
+        if pointers > 0 {
+            actions.push(format!("quarantined {pointers} foreign pointers in /{LIB}/quarantine"));
+        }
         match s.profile {
             Some(profile) => {
                 e.apply(s, profile, true)?;

@@ -47,6 +47,9 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
         out.push(problem("degraded", format!("{} since {}: {}", d.error_id, d.since, d.reason)));
     }
     out.extend(foreign_entries(engine)?);
+    if let Err(e) = generation::check_pointers(&engine.layout) {
+        out.push(problem("foreign-entry", e.reason));
+    }
     let Some(profile) = state.profile else {
         if generation::active(&engine.layout).ok().flatten().is_some() || !engine.managed_names()?.is_empty() {
             out.push(problem("leftover-links", "disabled, but managed links or the active pointer remain"));
@@ -309,4 +312,47 @@ fn dismantle(gdir: &crate::kernel::Dir, park: &mut dyn FnMut(&crate::kernel::Dir
         }
     }
     Ok(())
+}
+
+/// Moves pointers that are not ours (a file or directory where `active`,
+/// `profiles` or `profiles/<p>` must be a symlink or a directory) into the
+/// quarantine, so a rebuild can flip again. Returns how many were moved.
+pub fn quarantine_pointers(engine: &mut Engine) -> Result<usize> {
+    if generation::check_pointers(&engine.layout).is_ok() {
+        return Ok(0);
+    }
+    let lib = engine.layout.lib(false)?;
+    let quarantine = engine.layout.dir(&format!("{LIB}/quarantine"), true)?;
+    let stamp = engine.op_id.clone();
+    let mut moved = 0;
+    let mut park = |dir: &crate::kernel::Dir, name: &str| -> Result<()> {
+        dir.rename_noreplace(name, &quarantine, &format!("{stamp}.{name}")).map_err(|e| {
+            crate::error::Error::io(
+                crate::error::ErrorId::Io,
+                format!("cannot quarantine {}", dir.show(name)),
+                e.into(),
+            )
+        })?;
+        moved += 1;
+        Ok(())
+    };
+    if !matches!(lib.entry("active")?, Entry::Absent | Entry::Symlink(..)) {
+        park(&lib, "active")?;
+    }
+    match lib.entry("profiles")? {
+        Entry::Absent => {}
+        Entry::Directory(_) => {
+            let profiles = lib.subdir("profiles", false)?;
+            for p in [crate::state::Profile::Gnu, crate::state::Profile::Uutils] {
+                if !matches!(profiles.entry(p.as_str())?, Entry::Absent | Entry::Symlink(..)) {
+                    park(&profiles, p.as_str())?;
+                }
+            }
+            profiles.sync(&mut engine.log)?;
+        }
+        _ => park(&lib, "profiles")?,
+    }
+    lib.sync(&mut engine.log)?;
+    quarantine.sync(&mut engine.log)?;
+    Ok(moved)
 }

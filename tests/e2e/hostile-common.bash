@@ -154,6 +154,14 @@ expect_ok() {
     }
 }
 
+# expect_error_code CODE ARGS...: `oxidizr-hook ARGS...` in the nest must
+# exit CODE (e.g. 1: verify found problems); its stdout is in /tmp/case.out.
+expect_error_code() {
+    local want=$1 got=0; shift
+    in_nest oxidizr-hook "$@" >/tmp/case.out 2>/tmp/case.err || got=$?
+    [ "$got" = "$want" ] || { cat /tmp/case.out /tmp/case.err; fail "$CASE: 'oxidizr-hook $*' exited $got, expected $want"; }
+}
+
 # reason_has TEXT: the last error's reason mentions TEXT.
 reason_has() { case $REASON in *"$1"*) ;; *) fail "$CASE: the reason does not mention '$1': $REASON" ;; esac; }
 

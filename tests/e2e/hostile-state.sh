@@ -199,9 +199,17 @@ case_end
 
 case_begin "a foreign file in a store directory, a profile pointer replaced by a file"
 echo planted >$L/store/gnu/coreutils-9.10-1/planted
-rm $L/profiles/gnu && echo planted >$L/profiles/gnu
+rm $L/profiles/gnu && echo planted >$L/profiles/gnu && snap
+# Refused before anything is built or flipped: the pointer is not ours.
+expect_error E_POLICY use gnu
+unchanged
+expect_error_code 1 verify
+grep -q "foreign-entry" /tmp/case.out || { cat /tmp/case.out; fail "$CASE: verify does not report the planted pointer"; }
+expect_ok verify --repair
+grep -q "quarantined 1 foreign pointers" /tmp/case.out || { cat /tmp/case.out; fail "$CASE: the pointer was not quarantined"; }
+[ "$(cat $L/quarantine/*.gnu)" = planted ] || fail "$CASE: the planted pointer is not in the quarantine"
 expect_ok use gnu
-[ "$(readlink $L/profiles/gnu)" = ../generations/3 ] || fail "$CASE: profiles/gnu is not our pointer again"
+[ "$(readlink $L/profiles/gnu)" = "../$(readlink $L/active)" ] || fail "$CASE: profiles/gnu is not our pointer again"
 [ "$(cat $L/store/gnu/coreutils-9.10-1/planted)" = planted ] || fail "$CASE: the file in the store was touched"
 intact
 case_end
