@@ -88,11 +88,18 @@ fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
 
 /// The hook entry points: the same shape as [`mutate`], but they run inside
 /// pacman's transaction, so pacman's `db.lck` is expected, not refused.
+///
+/// Never used (no state file): nothing to do and nothing is created, so
+/// installing the package changes nothing until the admin runs `use`.
 fn in_hook(
     g: &GlobalOpts,
     operation: &str,
     f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
 ) -> Result<Output> {
+    if std::fs::symlink_metadata(g.root.join(crate::layout::STATE).join(crate::state::STATE_FILE)).is_err() {
+        let text = "==> oxidizr-arch: not enabled (run 'oxidizr-hook use uutils' to switch)\n".to_string();
+        return Ok(Output::new(text, json!({ "message": "oxidizr-arch: not enabled" })));
+    }
     locked(g, operation, false, true, f)
 }
 

@@ -156,5 +156,6 @@ grep -q 'edited by the admin' /etc/oxidizr-arch/config.toml.pacsave
 usrbin_table >/tmp/usrbin.removed
 diff -u /tmp/usrbin.before /tmp/usrbin.removed || fail "/usr/bin after removal differs from before install"
 pacman -Qkk coreutils findutils >/tmp/qkk 2>&1 || { cat /tmp/qkk; fail "pacman -Qkk reports problems after removal"; }
-echo "left behind (not package files): $(find /etc/oxidizr-arch /var/lib/oxidizr-arch /var/log/oxidizr-arch /usr/lib/oxidizr-arch 2>/dev/null | tr '\n' ' ')"
+left=$({ find /var/lib/oxidizr-arch /var/log/oxidizr-arch /usr/lib/oxidizr-arch 2>/dev/null || true; } | tr '\n' ' ')
+[ -z "$left" ] || fail "installing and removing a never-used oxidizr-arch left files behind: $left"
 step "ok"
