@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
-# The main job in the testbed, narrated. Grows with the product: today it
-# installs the Arch-like packages with real pacman and shows `status`.
+# The main job in the testbed, narrated: an Arch-like root with GNU
+# coreutils/findutils and the uutils packages, oxidizr-arch built with real
+# makepkg from this working tree and installed with pacman, the switch to
+# uutils, then a coreutils upgrade through the pacman hooks.
 . /src/tests/e2e/common.bash
-step "testbed: $(tr '\n' ';' </etc/oxidizr-testbed-versions)"
-if [ ! -x "$OXIDIZR" ]; then
-    step "building oxidizr-hook (cargo build --release --locked)"
-    (cd /src && cargo build --release --locked --quiet)
-    OXIDIZR=/target/release/oxidizr-hook
-fi
-step "pacman -U coreutils 9.10-1, findutils 4.11.0-1 (GNU, from the root's binaries)"
-pacman_U "$(mkpkg coreutils 9.10-1)" "$(mkpkg findutils 4.11.0-1)" 2>&1 | grep -E '^(loading|installing|checking)' || true
-step "oxidizr-hook status: GNU only"
-"$OXIDIZR" status
-step "pacman -U uutils-coreutils 0.12.0-1, uutils-findutils 0.10.0-1"
-pacman_U "$(mkpkg uutils-coreutils 0.12.0-1)" "$(mkpkg uutils-findutils 0.10.0-1)" 2>&1 | grep -E '^installing' || true
-step "oxidizr-hook status: uutils counterparts found through libalpm"
-"$OXIDIZR" status
-step "oxidizr-hook status --json (first family, first 3 applets)"
-"$OXIDIZR" status --json | jq '{schema, families: [.families[0] | {name, gnu, uutils, applets: .applets[:3]}]}'
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+say "testbed: $(tr '\n' ';' </etc/oxidizr-testbed-versions)"
+say "pacman -U coreutils 9.10-1, findutils 4.11.0-1 (GNU), uutils-coreutils 0.12.0-1, uutils-findutils 0.10.0-1"
+install_all
+pacman -Q coreutils findutils uutils-coreutils uutils-findutils
+
+say "makepkg: the oxidizr-arch package from this working tree (cached after the first build)"
+pkg=$(bash /src/test-orch/build-self-pkg)
+ls -la "$pkg"
+# The testbed is Debian underneath: a package that provides glibc, gcc-libs,
+# pacman and libalpm.so to pacmans dependency check.
+pacman -U --noconfirm "$(/src/test-orch/mkpkg-provides "$PKGS")" >/dev/null
+pacman -U --noconfirm "$pkg" 2>&1 | grep -E "installing|oxidizr|Running" || true
+OXIDIZR=/usr/bin/oxidizr-hook
+
+say "oxidizr-hook status (installed, not enabled: nothing changed yet)"
+"$OXIDIZR" status | tail -4
+/usr/bin/ls --version | head -1
+
+say "sudo oxidizr-hook use uutils --dry-run | head"
+"$OXIDIZR" use uutils --dry-run | head -6
+
+say "sudo oxidizr-hook use uutils"
+"$OXIDIZR" use uutils
+ls -l /usr/bin/ls /usr/lib/oxidizr-arch/active
+/usr/bin/ls --version | head -1
+
+say "pacman -U coreutils 9.11-1: pacman writes GNU files over our links; the post hook puts the choice back"
+pacman_U "$(mkpkg coreutils 9.11-1)" 2>&1 | grep -E "upgrading|Running|oxidizr|Keeping"
+ls -l /usr/bin/ls
+/usr/bin/ls --version | head -1
+grep oxidizr-arch /var/log/pacman.log | tail -2
+
+say "oxidizr-hook status"
+"$OXIDIZR" status | tail -5
+say "oxidizr-hook generations"
+"$OXIDIZR" generations
+say "oxidizr-hook verify"
+"$OXIDIZR" verify
+say "the last facts (/var/log/oxidizr-arch/facts.jsonl)"
+tail -3 /var/log/oxidizr-arch/facts.jsonl | jq -c '{operation, stage, decision, phase_us}'
