@@ -48,3 +48,9 @@ stty_store=$(ls -d /usr/lib/oxidizr-arch/store/gnu/coreutils-*/stty)
 printf 'garbage' >>"$stty_store"
 expect_exit 1 "$OXIDIZR" verify
 { "$OXIDIZR" verify 2>&1 || true; } | grep -q store-damaged || fail "store damage not reported"
+
+step "reinstalling the package (what verify tells the admin), then verify --repair, heals the store"
+pacman_U "$(mkpkg coreutils 9.10-1)" >/dev/null 2>&1
+"$OXIDIZR" verify --repair
+expect_exit 0 "$OXIDIZR" verify
+cmp -s "$stty_store" /opt/oxidizr-testbed/gnu/stty || fail "the stored stty is not the pristine one again"

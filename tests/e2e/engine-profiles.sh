@@ -33,6 +33,13 @@ expect_exit 0 "$OXIDIZR" verify
 "$OXIDIZR" generations >/dev/null || fail "generations failed on read-only trees"
 for d in $ro_dirs; do umount -l "$d"; done
 
+step "canary: GNU first on PATH while uutils is active (the escape hatch)"
+"$OXIDIZR" canary -- ls --version >/tmp/canary.out 2>/tmp/canary.err || { cat /tmp/canary.err; fail "canary failed"; }
+grep -q "GNU coreutils" /tmp/canary.out || { cat /tmp/canary.out; fail "canary did not put GNU first"; }
+grep -q "canary: GNU commands first on PATH" /tmp/canary.err || fail "canary does not say what it does"
+[ "$("$OXIDIZR" canary -- sh -c 'echo $OXIDIZR_CANARY')" = 1 ] || fail "canary shell lacks OXIDIZR_CANARY"
+expect_exit 3 "$OXIDIZR" canary -- sh -c 'exit 3'
+
 step "use uutils again is a no-op"
 "$OXIDIZR" use uutils | tee /tmp/again
 grep -q "already active" /tmp/again || fail "second use is not a no-op"
