@@ -59,7 +59,9 @@ fn main() -> ExitCode {
         ["live", samples] => live_bench(Path::new(samples)),
         ["takeover", samples, label, dir] => takeover_bench(Path::new(samples), label, Path::new(dir)),
         ["report", samples] => report(Path::new(samples)),
-        _ => Err("usage: oxidizr-bench time|record-hook|fs|live|report ... (see the source header)".to_string()),
+        _ => {
+            Err("usage: oxidizr-bench time|record-hook|fs|takeover|live|report ... (see the source header)".to_string())
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
