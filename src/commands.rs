@@ -66,8 +66,8 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
         Command::Disable => mutate(g, "disable", false, disable),
         Command::Canary { shell, command } => canary(g, *shell, command),
         Command::Generations => cmd_generations(g),
-        Command::Gc => mutate(g, "gc", false, |e, s| {
-            let removed = e.gc(s)?;
+        Command::Gc => mutate(g, "gc", false, |e, _state| {
+            let removed = e.gc()?;
             Ok(Output::new(
                 format!("==> gc: removed {}\n", if removed.is_empty() { "nothing".into() } else { removed.join(", ") }),
                 json!({ "removed": removed }),
@@ -289,7 +289,7 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
         if moved > 0 {
             actions.push(format!("quarantined {moved} foreign entries in /{LIB}/quarantine"));
         }
-        e.gc(s)?;
+        e.gc()?;
     }
     let after = verify::check(e, s)?;
     let mut out = render_verify(&after);

@@ -592,7 +592,7 @@ impl Engine {
         crate::kernel::crash::point("engine:after-state");
         self.clear_intent()?;
         crate::kernel::crash::point("engine:after-clear-intent");
-        self.gc(state)?;
+        self.gc()?;
         Ok(())
     }
 
@@ -667,14 +667,13 @@ impl Engine {
     /// Keeps the active generation, the profile pointers' and the newest
     /// `keep_generations`; removes the rest, then store directories that no
     /// kept generation and no sidecar references. Returns what was removed.
-    pub fn gc(&mut self, state: &State) -> Result<Vec<String>> {
+    pub fn gc(&mut self) -> Result<Vec<String>> {
         let (numbers, _) = generation::list(&self.layout)?;
         let mut keep: BTreeSet<u64> = numbers.iter().rev().take(self.opts.keep_generations).copied().collect();
         keep.extend(generation::active(&self.layout)?);
         for p in [Profile::Gnu, Profile::Uutils] {
             keep.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
         }
-        let _ = state;
         let gens = generation::generations_dir(&self.layout)?;
         let mut removed = Vec::new();
         for n in numbers.iter().filter(|n| !keep.contains(n)) {
