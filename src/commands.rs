@@ -83,6 +83,7 @@ fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
         dry_run,
         smoke_timeout: Duration::from_secs(g.smoke_timeout.unwrap_or(config.smoke_timeout_secs)),
         keep_generations: config.keep_generations,
+        reuse_smoke: false,
     }
 }
 
@@ -123,7 +124,8 @@ fn locked(
 ) -> Result<Output> {
     let config = Config::load(&g.root)?;
     let lock_wait = Duration::from_secs(g.lock_timeout.unwrap_or(config.lock_timeout_secs));
-    let mut engine = Engine::new(options(g, &config, dry_run), config, operation)?;
+    let opts = Options { reuse_smoke: hook, ..options(g, &config, dry_run) };
+    let mut engine = Engine::new(opts, config, operation)?;
     if dry_run {
         let mut state = engine.load_state()?;
         return f(&mut engine, &mut state);

@@ -33,6 +33,7 @@ use crate::plan::{self, Plan, Source};
 use crate::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
 use crate::state::{now, HistoryEntry, Profile, State};
 use crate::store;
+use crate::verdict;
 
 /// How an engine run is set up.
 #[derive(Clone, Debug)]
@@ -47,6 +48,10 @@ pub struct Options {
     pub smoke_timeout: Duration,
     /// Generations kept by GC (besides the active one and profile pointers).
     pub keep_generations: usize,
+    /// Carry passed smoke verdicts over to a candidate whose binaries are
+    /// unchanged (same identity) instead of executing them again: on in the
+    /// pacman hooks, off for the admin's own commands.
+    pub reuse_smoke: bool,
 }
 
 /// What an apply did.
@@ -356,19 +361,28 @@ impl Engine {
         from: Option<u64>,
     ) -> Result<()> {
         let cfg = self.smoke_config();
-        let smoke_fn = |t: &[SmokeTarget], bin: &str| smoke::run(&cfg, t, Some(bin));
+        let earlier = if self.opts.reuse_smoke { self.earlier_reports()? } else { Vec::new() };
+        let reuse = self.opts.reuse_smoke;
+        let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, reuse);
         let manifest = generation::build(&self.layout, plan, n, sha, &smoke_fn, &mut self.log)?;
         crate::kernel::crash::point("engine:after-build");
+        let checks = manifest.smoke.applets.iter().chain(&manifest.smoke.behaviour);
+        let (total, reused) = checks.fold((0, 0), |(t, r), c| (t + 1, r + usize::from(c.reused)));
         self.fact(
             "smoke-candidate",
-            format!("generation {n}: {} checks passed", manifest.smoke.applets.len() + manifest.smoke.behaviour.len()),
+            format!("generation {n}: {total} checks passed ({} executed, {reused} unchanged binaries)", total - reused),
             None,
             from,
             Some(n),
         );
         let live = self.activate(&manifest, gnu_plan)?;
         if live.passed {
-            self.fact("smoke-live", "live smoke passed", None, from, Some(n));
+            let executed = live.applets.iter().filter(|c| !c.reused).count();
+            let text = format!(
+                "live smoke passed: {} links resolve to the tested binaries, {executed} executed through /usr/bin",
+                live.applets.len()
+            );
+            self.fact("smoke-live", text, None, from, Some(n));
             return Ok(());
         }
         let err = generation::smoke_error(&format!("generation {n} through /usr/bin"), &live);
@@ -396,9 +410,17 @@ impl Engine {
         };
         self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
-        let targets: Vec<SmokeTarget> =
-            manifest.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("/usr/bin/{a}") }).collect();
-        Ok(self.smoke(&targets, "/usr/bin"))
+        Ok(verdict::live(&self.smoke_config(), &manifest.applets))
+    }
+
+    /// The candidate smoke reports of the active generation and the profile
+    /// pointers' generations: the verdicts a new candidate may carry over.
+    fn earlier_reports(&self) -> Result<Vec<SmokeReport>> {
+        let mut numbers: BTreeSet<u64> = generation::active(&self.layout)?.into_iter().collect();
+        for p in [Profile::Gnu, Profile::Uutils] {
+            numbers.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
+        }
+        Ok(numbers.into_iter().filter_map(|n| generation::read_manifest(&self.layout, n).ok()).map(|m| m.smoke).collect())
     }
 
     /// Links every applet of `plan` to `active/bin/<applet>` (recording its

@@ -44,4 +44,5 @@ pub mod smoke;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod verdict;
 pub mod verify;

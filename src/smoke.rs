@@ -54,6 +54,7 @@
 //! `xargs -a`, `tr`, `cut`, `chmod`, `basename`, `dirname`, `seq`, `uniq`,
 //! `rmdir`, `printf format`, `expr`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::OwnedFd;
@@ -114,6 +115,15 @@ pub struct CheckResult {
     pub detail: String,
     /// Wall-clock time the check took.
     pub duration_ms: u64,
+    /// The identities of the binaries the check depends on, command name ->
+    /// [`crate::verdict::Identity`] key; empty when unknown. A later run may
+    /// carry a passed verdict over only for exactly these binaries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub binaries: BTreeMap<String, String>,
+    /// True when nothing was executed for this verdict in this run: it was
+    /// carried over from an earlier run on the same binaries (`binaries`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// Everything one [`run`] found.
@@ -145,10 +155,22 @@ impl SmokeReport {
 /// errors and never leaves a child process behind; any problem is a failed
 /// [`CheckResult`]. `passed` = every check passed.
 pub fn run(cfg: &SmokeConfig, targets: &[SmokeTarget], bin_dir: Option<&str>) -> SmokeReport {
+    run_selected(cfg, targets, bin_dir, None)
+}
+
+/// [`run`], with the behavioural suite limited to the checks named in
+/// `only` (all of them when None). Checks outside `only` are left out of
+/// the report, like checks whose commands are absent.
+pub fn run_selected(
+    cfg: &SmokeConfig,
+    targets: &[SmokeTarget],
+    bin_dir: Option<&str>,
+    only: Option<&BTreeSet<&str>>,
+) -> SmokeReport {
     let start = Instant::now();
     let runner = Runner::new(cfg);
     let applets = parallel_map(targets, cfg.parallelism, |t| runner.check_applet(t));
-    let behaviour = bin_dir.map(|dir| run_suite(&runner, dir)).unwrap_or_default();
+    let behaviour = bin_dir.map(|dir| run_suite(&runner, dir, only)).unwrap_or_default();
     let passed = applets.iter().chain(&behaviour).all(|c| c.passed);
     SmokeReport { passed, applets, behaviour, duration_ms: millis(start.elapsed()) }
 }
@@ -559,9 +581,16 @@ const CHECKS: &[Check] = &[
 /// sha256 of "hello\n".
 const HELLO_SHA256: &str = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
 
-/// Runs the checks whose commands are in `bin_dir`, in parallel, in a
-/// private scratch directory removed afterwards.
-fn run_suite(runner: &Runner, bin_dir: &str) -> Vec<CheckResult> {
+/// The behavioural suite in report order: each check's name and the
+/// commands it runs from `bin_dir`.
+pub fn behaviour_checks() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    CHECKS.iter().map(|c| (c.name, c.needs))
+}
+
+/// Runs the checks whose commands are in `bin_dir` (and, given `only`,
+/// whose name is in it), in parallel, in a private scratch directory
+/// removed afterwards.
+fn run_suite(runner: &Runner, bin_dir: &str, only: Option<&BTreeSet<&str>>) -> Vec<CheckResult> {
     let start = Instant::now();
     let bin_host = runner.host_path(bin_dir);
     if !bin_dir.starts_with('/') || !bin_host.is_dir() {
@@ -573,7 +602,12 @@ fn run_suite(runner: &Runner, bin_dir: &str) -> Vec<CheckResult> {
         Err(e) => return vec![check_result("setup", start, Err(e))],
     };
     let has = |name: &&str| bin_host.join(name).symlink_metadata().is_ok();
-    let runnable: Vec<(usize, &Check)> = CHECKS.iter().enumerate().filter(|(_, c)| c.needs.iter().all(has)).collect();
+    let chosen = |c: &Check| only.is_none_or(|o| o.contains(c.name));
+    let runnable: Vec<(usize, &Check)> =
+        CHECKS.iter().enumerate().filter(|(_, c)| chosen(c) && c.needs.iter().all(has)).collect();
+    if runnable.is_empty() {
+        return Vec::new();
+    }
     let suite = Suite { runner, bin_dir: bin_dir.trim_end_matches('/'), bin_host: &bin_host, scratch: &scratch };
     parallel_map(&runnable, runner.cfg.parallelism, |(i, check)| suite.check(*i, check))
 }
@@ -900,7 +934,14 @@ fn check_result(name: &str, start: Instant, verdict: Result<(), String>) -> Chec
         Ok(()) => (true, String::new()),
         Err(why) => (false, one_line(&why, 400)),
     };
-    CheckResult { name: name.to_string(), passed, detail, duration_ms: millis(start.elapsed()) }
+    CheckResult {
+        name: name.to_string(),
+        passed,
+        detail,
+        duration_ms: millis(start.elapsed()),
+        binaries: BTreeMap::new(),
+        reused: false,
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -990,7 +1031,14 @@ mod tests {
 
     #[test]
     fn failures_list_failed_checks_in_order() {
-        let r = |name: &str, passed| CheckResult { name: name.into(), passed, detail: String::new(), duration_ms: 0 };
+        let r = |name: &str, passed| CheckResult {
+            name: name.into(),
+            passed,
+            detail: String::new(),
+            duration_ms: 0,
+            binaries: BTreeMap::new(),
+            reused: false,
+        };
         let report = SmokeReport {
             passed: false,
             applets: vec![r("ls", true), r("cp", false)],

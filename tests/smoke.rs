@@ -284,36 +284,6 @@ fn the_report_round_trips_through_json() {
     assert!(json.contains("\"duration_ms\""));
 }
 
-/// An overlay of the testbed's `/` (upper layer on /tmp) with /proc and /dev:
-/// a real root to chroot into. Unmounted (lazily) on drop.
-struct OverlayRoot {
-    _dir: tempfile::TempDir,
-    merged: PathBuf,
-    upper: PathBuf,
-}
-
-impl OverlayRoot {
-    fn new() -> OverlayRoot {
-        let dir = tempfile::Builder::new().prefix("smoke-root.").tempdir_in("/tmp").unwrap();
-        let (upper, work, merged) = (dir.path().join("u"), dir.path().join("w"), dir.path().join("m"));
-        for d in [&upper, &work, &merged] {
-            fs::create_dir(d).unwrap();
-        }
-        let opts = format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display());
-        run_ok(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged));
-        let root = OverlayRoot { _dir: dir, merged, upper };
-        run_ok(Command::new("mount").args(["-t", "proc", "proc"]).arg(root.merged.join("proc")));
-        run_ok(Command::new("mount").arg("--rbind").arg("/dev").arg(root.merged.join("dev")));
-        root
-    }
-}
-
-impl Drop for OverlayRoot {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-R").arg("-l").arg(&self.merged).status();
-    }
-}
-
 #[test]
 fn chroot_mode_runs_inside_the_root_and_scratches_in_its_tmp() {
     require_testbed();

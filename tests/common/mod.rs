@@ -117,3 +117,36 @@ impl PkgRoot {
         self.pacman(&args);
     }
 }
+
+/// An overlay of the testbed's `/` (upper layer on /tmp) with /proc and /dev:
+/// a real root to chroot into. Unmounted (lazily) on drop.
+pub struct OverlayRoot {
+    _dir: tempfile::TempDir,
+    /// The merged root.
+    pub merged: PathBuf,
+    /// The overlay's upper directory.
+    pub upper: PathBuf,
+}
+
+impl OverlayRoot {
+    /// Mounts a fresh overlay (the caller must be root: see [`require_testbed`]).
+    pub fn new() -> OverlayRoot {
+        let dir = tempfile::Builder::new().prefix("smoke-root.").tempdir_in("/tmp").unwrap();
+        let (upper, work, merged) = (dir.path().join("u"), dir.path().join("w"), dir.path().join("m"));
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let opts = format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display());
+        run_ok(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&merged));
+        let root = OverlayRoot { _dir: dir, merged, upper };
+        run_ok(Command::new("mount").args(["-t", "proc", "proc"]).arg(root.merged.join("proc")));
+        run_ok(Command::new("mount").arg("--rbind").arg("/dev").arg(root.merged.join("dev")));
+        root
+    }
+}
+
+impl Drop for OverlayRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-R").arg("-l").arg(&self.merged).status();
+    }
+}

@@ -1,0 +1,234 @@
+//! Smoke verdicts tied to the identity of the binaries they judged.
+//!
+//! A smoke check proves something about one binary: the file a path
+//! resolves to inside the root. [`Identity`] names that file by device,
+//! inode, size, mtime and ctime — every write, truncate, chmod, chown or
+//! link-count change moves its ctime, and userspace cannot set a ctime
+//! back, so two equal identities are the same unchanged file.
+//!
+//! Two uses, both in the engine:
+//!
+//! - [`candidate`]: the candidate smoke of a new generation. With reuse on
+//!   (the pacman hooks), an applet check or behavioural check that passed in
+//!   an earlier generation's manifest for exactly the same binaries is
+//!   carried over (`reused: true`) instead of executed again; everything
+//!   else runs. A `coreutils` upgrade under the uutils profile changes no
+//!   uutils binary, so nothing re-runs; a uutils upgrade re-runs it all.
+//! - [`live`]: the smoke after the flip and the links. Every managed
+//!   `/usr/bin/<applet>` must resolve to the very file (device and inode)
+//!   its generation's candidate smoke judged, and one applet per distinct
+//!   binary is executed through `/usr/bin`: the commands an admin types
+//!   reach tested binaries, proven without executing each one twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Instant;
+
+use rustix::fs::{fstat, open, openat2, Mode, OFlags, ResolveFlags};
+
+use crate::plan::PlannedApplet;
+use crate::smoke::{self, CheckResult, SmokeConfig, SmokeReport, SmokeTarget};
+
+/// The identity of one file, as a path inside the root resolves to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Status-change time, nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl Identity {
+    /// The string recorded in [`CheckResult::binaries`]; equal keys mean
+    /// the same unchanged file.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}:{}:{}", self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+    }
+
+    /// Whether both name the same file (device and inode), changed or not.
+    pub fn same_file(&self, other: &Identity) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+/// Resolves paths inside a root the way a command running chrooted into it
+/// would (absolute symlinks stay inside the root), without opening any file
+/// for reading or writing.
+pub struct Resolver {
+    root: Option<OwnedFd>,
+}
+
+impl Resolver {
+    /// A resolver for `root`; when the root cannot be opened every
+    /// [`Resolver::identify`] fails (and no verdict is ever reused).
+    pub fn new(root: &Path) -> Resolver {
+        Resolver { root: open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok() }
+    }
+
+    /// The identity of the file `inside` (an absolute path inside the root)
+    /// resolves to, following symlinks within the root; Err is a reason.
+    pub fn identify(&self, inside: &str) -> Result<Identity, String> {
+        let root = self.root.as_ref().ok_or("the root cannot be opened")?;
+        let relative = inside.trim_start_matches('/');
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let fd = openat2(root, relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how)
+            .map_err(|e| format!("{inside} does not resolve: {e}"))?;
+        let st = fstat(&fd).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
+        let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        Ok(Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
+        })
+    }
+}
+
+/// The candidate smoke of the targets (paths through the staged `bin_dir`)
+/// and the behavioural suite on `bin_dir`. With `reuse`, a check that
+/// passed in one of the `earlier` reports for the same binaries (same
+/// identity keys) is carried over instead of executed. Every check of the
+/// result records the identities it judged.
+pub fn candidate(
+    cfg: &SmokeConfig,
+    targets: &[SmokeTarget],
+    bin_dir: &str,
+    earlier: &[SmokeReport],
+    reuse: bool,
+) -> SmokeReport {
+    let start = Instant::now();
+    let resolver = Resolver::new(&cfg.root);
+    let ids: BTreeMap<&str, String> = targets
+        .iter()
+        .filter_map(|t| resolver.identify(&t.path).ok().map(|id| (t.applet.as_str(), id.key())))
+        .collect();
+    let passed_before = |applets: bool, name: &str, binaries: &BTreeMap<String, String>| {
+        reuse
+            && !binaries.is_empty()
+            && earlier.iter().flat_map(|r| if applets { &r.applets } else { &r.behaviour }).any(|c| {
+                c.passed && c.name == name && c.binaries == *binaries
+            })
+    };
+    // Applet checks: carried over, or run.
+    let applet_binaries = |t: &SmokeTarget| -> BTreeMap<String, String> {
+        ids.get(t.applet.as_str()).map(|k| BTreeMap::from([(t.applet.clone(), k.clone())])).unwrap_or_default()
+    };
+    let to_run: Vec<SmokeTarget> =
+        targets.iter().filter(|t| !passed_before(true, &t.applet, &applet_binaries(t))).cloned().collect();
+    // Behavioural checks: those whose commands are all in the generation.
+    let present: BTreeSet<&str> = targets.iter().map(|t| t.applet.as_str()).collect();
+    let mut check_binaries: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, needs) in smoke::behaviour_checks().filter(|(_, needs)| needs.iter().all(|n| present.contains(n))) {
+        let keys: Option<BTreeMap<String, String>> =
+            needs.iter().map(|n| ids.get(n).map(|k| (n.to_string(), k.clone()))).collect();
+        check_binaries.insert(name, keys.unwrap_or_default());
+    }
+    let selected: BTreeSet<&str> =
+        check_binaries.iter().filter(|(name, b)| !passed_before(false, name, b)).map(|(name, _)| *name).collect();
+    let ran = smoke::run_selected(cfg, &to_run, (!selected.is_empty()).then_some(bin_dir), Some(&selected));
+    let mut ran_applets = ran.applets.into_iter();
+    let applets: Vec<CheckResult> = targets
+        .iter()
+        .map(|t| {
+            let binaries = applet_binaries(t);
+            if to_run.iter().any(|r| r.applet == t.applet) {
+                let mut c = ran_applets.next().expect("one result per target run");
+                c.binaries = binaries;
+                c
+            } else {
+                carried(&t.applet, binaries)
+            }
+        })
+        .collect();
+    let mut ran_behaviour: BTreeMap<String, CheckResult> =
+        ran.behaviour.into_iter().map(|c| (c.name.clone(), c)).collect();
+    let mut behaviour = Vec::new();
+    for (name, _) in smoke::behaviour_checks() {
+        let binaries = check_binaries.remove(name);
+        if let Some(mut c) = ran_behaviour.remove(name) {
+            c.binaries = binaries.unwrap_or_default();
+            behaviour.push(c);
+        } else if let Some(b) = binaries.filter(|_| !selected.contains(name)) {
+            behaviour.push(carried(name, b));
+        }
+    }
+    // A suite-level failure (no scratch dir, bad bin_dir) is reported too.
+    behaviour.extend(ran_behaviour.into_values());
+    finish(applets, behaviour, start)
+}
+
+/// The live smoke of a generation's applets after the flip and the links:
+/// `/usr/bin/<applet>` must resolve to the same file as the applet's target,
+/// and one applet per distinct target file is executed through `/usr/bin`.
+pub fn live(cfg: &SmokeConfig, applets: &BTreeMap<String, PlannedApplet>) -> SmokeReport {
+    let start = Instant::now();
+    let resolver = Resolver::new(&cfg.root);
+    let mut verdicts: Vec<(String, Result<Identity, String>)> = Vec::new();
+    for (applet, planned) in applets {
+        let through_bin = format!("/usr/bin/{applet}");
+        let verdict = resolver.identify(&planned.target).and_then(|want| {
+            let got = resolver.identify(&through_bin)?;
+            if got.same_file(&want) {
+                Ok(got)
+            } else {
+                Err(format!("{through_bin} resolves to another file than the tested {}", planned.target))
+            }
+        });
+        verdicts.push((applet.clone(), verdict));
+    }
+    // One execution per distinct binary, through /usr/bin.
+    let mut seen: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let exec: Vec<SmokeTarget> = verdicts
+        .iter()
+        .filter_map(|(applet, v)| v.as_ref().ok().map(|id| (applet, id)))
+        .filter(|(_, id)| seen.insert((id.dev, id.ino)))
+        .map(|(applet, _)| SmokeTarget { applet: applet.clone(), path: format!("/usr/bin/{applet}") })
+        .collect();
+    let ran = smoke::run(cfg, &exec, None);
+    let mut executed: BTreeMap<String, CheckResult> = ran.applets.into_iter().map(|c| (c.name.clone(), c)).collect();
+    let results = verdicts
+        .into_iter()
+        .map(|(applet, v)| {
+            let binaries = v.as_ref().map(|id| BTreeMap::from([(applet.clone(), id.key())])).unwrap_or_default();
+            match (v, executed.remove(&applet)) {
+                (Err(why), _) => failed(&applet, why),
+                (Ok(_), Some(mut c)) => {
+                    c.binaries = binaries;
+                    c
+                }
+                (Ok(_), None) => carried(&applet, binaries),
+            }
+        })
+        .collect();
+    finish(results, Vec::new(), start)
+}
+
+/// A verdict carried over without executing anything.
+fn carried(name: &str, binaries: BTreeMap<String, String>) -> CheckResult {
+    CheckResult { name: name.to_string(), passed: true, detail: String::new(), duration_ms: 0, binaries, reused: true }
+}
+
+fn failed(name: &str, why: String) -> CheckResult {
+    CheckResult {
+        name: name.to_string(),
+        passed: false,
+        detail: why,
+        duration_ms: 0,
+        binaries: BTreeMap::new(),
+        reused: false,
+    }
+}
+
+fn finish(applets: Vec<CheckResult>, behaviour: Vec<CheckResult>, start: Instant) -> SmokeReport {
+    let passed = applets.iter().chain(&behaviour).all(|c| c.passed);
+    let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    SmokeReport { passed, applets, behaviour, duration_ms }
+}
