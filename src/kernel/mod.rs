@@ -21,6 +21,7 @@ pub mod flags;
 pub mod fsync;
 pub mod harvest;
 pub mod publish;
+pub mod refill;
 pub mod safepath;
 pub mod sidecar;
 pub mod swap;
