@@ -26,7 +26,7 @@ use crate::intent::{Intent, INTENT_SCHEMA};
 use crate::inventory::PackageDb;
 use crate::kernel::publish::remove_tree;
 use crate::kernel::sidecar::{self, Prior};
-use crate::kernel::takeover::{restore, take_over, Managed, Restored};
+use crate::kernel::takeover::{restore, take_over_many, Managed, Restored, TakeOver};
 use crate::kernel::{Dir, Entry, FsyncLog};
 use crate::layout::{managed_link, store_dir_name, Layout, LIB, LOG, STATE};
 use crate::plan::{self, Plan, Source};
@@ -222,7 +222,7 @@ impl Engine {
         let active = generation::active(&self.layout)?;
         if let Some(n) = active.filter(|_| !force) {
             if self.realizes(n, &plan)? {
-                self.link_all(&plan, &gnu_plan)?;
+                self.link_all(&plan, &gnu_plan, &BTreeMap::new())?;
                 self.commit(state, profile, n, true)?;
                 self.fact(
                     "commit",
@@ -364,7 +364,7 @@ impl Engine {
         let earlier = if self.opts.reuse_smoke { self.earlier_reports()? } else { Vec::new() };
         let reuse = self.opts.reuse_smoke;
         let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, reuse);
-        let manifest = generation::build(&self.layout, plan, n, sha, &smoke_fn, &mut self.log)?;
+        let manifest = generation::build(&self.layout, plan, n, sha.clone(), &smoke_fn, &mut self.log)?;
         crate::kernel::crash::point("engine:after-build");
         let checks = manifest.smoke.applets.iter().chain(&manifest.smoke.behaviour);
         let (total, reused) = checks.fold((0, 0), |(t, r), c| (t + 1, r + usize::from(c.reused)));
@@ -375,7 +375,7 @@ impl Engine {
             from,
             Some(n),
         );
-        let live = self.activate(&manifest, gnu_plan)?;
+        let live = self.activate_known(&manifest, gnu_plan, &sha)?;
         if live.passed {
             let executed = live.applets.iter().filter(|c| !c.reused).count();
             let text = format!(
@@ -393,6 +393,17 @@ impl Engine {
 
     /// Flips to the generation, links every applet, runs the live smoke.
     pub fn activate(&mut self, manifest: &Manifest, gnu_plan: &Plan) -> Result<SmokeReport> {
+        self.activate_known(manifest, gnu_plan, &BTreeMap::new())
+    }
+
+    /// [`Engine::activate`], given the sha256 this run's harvest computed
+    /// for each applet's stored file (not hashed again while linking).
+    fn activate_known(
+        &mut self,
+        manifest: &Manifest,
+        gnu_plan: &Plan,
+        known: &BTreeMap<String, String>,
+    ) -> Result<SmokeReport> {
         let before = generation::flip(&self.layout, manifest.generation, manifest.profile, &mut self.log)?;
         crate::kernel::crash::point("engine:after-flip");
         self.fact(
@@ -408,7 +419,7 @@ impl Engine {
             packages: manifest.packages.clone(),
             id: manifest.plan_id.clone(),
         };
-        self.link_all(&plan, gnu_plan)?;
+        self.link_all(&plan, gnu_plan, known)?;
         crate::kernel::crash::point("engine:after-link");
         Ok(verdict::live(&self.smoke_config(), &manifest.applets))
     }
@@ -424,22 +435,36 @@ impl Engine {
     }
 
     /// Links every applet of `plan` to `active/bin/<applet>` (recording its
-    /// prior state), and restores managed names the plan no longer has.
-    fn link_all(&mut self, plan: &Plan, gnu_plan: &Plan) -> Result<()> {
+    /// prior state; the batch makes every sidecar durable before the first
+    /// name changes), and restores managed names the plan no longer has.
+    fn link_all(&mut self, plan: &Plan, gnu_plan: &Plan, known: &BTreeMap<String, String>) -> Result<()> {
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
-        let mut linked = 0;
+        let mut backups: BTreeMap<String, Dir> = BTreeMap::new();
+        let mut names: Vec<(&str, String, String)> = Vec::new();
         for applet in plan.applets.keys() {
             let Some(Source::Gnu { package, version }) = gnu_plan.applets.get(applet).map(|a| &a.source) else {
                 return Err(Error::new(ErrorId::Ownership, format!("applet {applet} has no GNU package")));
             };
             let backup_path = format!("{LIB}/store/gnu/{}", store_dir_name(package, version));
-            let backup = self.layout.dir(&backup_path, true)?;
-            let m = Managed { bin: &bin, backup: &backup, backup_path: &backup_path, sidecars: &sidecars };
-            if take_over(&m, applet, &managed_link(applet), applet, &mut self.log)?.changed {
-                linked += 1;
+            if !backups.contains_key(&backup_path) {
+                let dir = self.layout.dir(&backup_path, true)?;
+                backups.insert(backup_path.clone(), dir);
             }
+            names.push((applet.as_str(), managed_link(applet), backup_path));
         }
+        let items: Vec<TakeOver> = names
+            .iter()
+            .map(|(applet, link, backup_path)| TakeOver {
+                name: applet,
+                link,
+                backup: &backups[backup_path],
+                backup_path,
+                backup_name: applet,
+                known_sha256: known.get(*applet).map(String::as_str),
+            })
+            .collect();
+        let linked = take_over_many(&bin, &sidecars, &items, &mut self.log)?.iter().filter(|t| t.changed).count();
         let gone: Vec<String> = self.managed_names()?.into_iter().filter(|n| !plan.applets.contains_key(n)).collect();
         for name in &gone {
             self.restore_one(&bin, &sidecars, name)?;

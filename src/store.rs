@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::digest::sha256_fd;
-use crate::kernel::harvest::harvest;
+use crate::kernel::harvest::{harvest_many, HarvestItem};
 use crate::kernel::{Dir, Entry, FsyncLog};
 use crate::layout::{managed_link, store_dir_name, Layout, LIB};
 use crate::plan::{Plan, Source};
@@ -39,25 +39,22 @@ pub fn package_dir(layout: &Layout, package: &str, version: &str) -> Result<Dir>
 pub fn harvest_all(layout: &Layout, gnu: &BTreeMap<String, (String, String)>, log: &mut FsyncLog) -> Result<Harvest> {
     let bin = layout.bin()?;
     let mut out = Harvest::default();
+    // One handle per store directory: the batch fsyncs each directory once.
+    let mut stores: BTreeMap<(&str, &str), Dir> = BTreeMap::new();
+    for (package, version) in gnu.values() {
+        if !stores.contains_key(&(package.as_str(), version.as_str())) {
+            stores.insert((package, version), package_dir(layout, package, version)?);
+        }
+    }
+    let mut files: Vec<&str> = Vec::new();
     for (applet, (package, version)) in gnu {
-        let store = package_dir(layout, package, version)?;
+        let store = &stores[&(package.as_str(), version.as_str())];
         match bin.entry(applet)? {
-            Entry::File(_) => {
-                let h = harvest(&bin, applet, &store, applet, log)?;
-                if h.already {
-                    out.already += 1
-                } else {
-                    out.harvested += 1
-                }
-                if h.degraded {
-                    out.degraded += 1;
-                }
-                out.sha256.insert(applet.clone(), h.sha256);
-            }
+            Entry::File(_) => files.push(applet),
             // Our link, or our link deleted by hand: the store must hold it.
-            Entry::Absent => stored_already(&store, applet, package, version, &mut out)?,
+            Entry::Absent => stored_already(store, applet, package, version, &mut out)?,
             Entry::Symlink(_, dest) if dest == managed_link(applet) => {
-                stored_already(&store, applet, package, version, &mut out)?
+                stored_already(store, applet, package, version, &mut out)?
             }
             other => {
                 return Err(Error::new(
@@ -69,6 +66,25 @@ pub fn harvest_all(layout: &Layout, gnu: &BTreeMap<String, (String, String)>, lo
                 ))
             }
         }
+    }
+    let items: Vec<HarvestItem> = files
+        .iter()
+        .map(|applet| {
+            let (package, version) = &gnu[*applet];
+            let dst = &stores[&(package.as_str(), version.as_str())];
+            HarvestItem { src: &bin, name: applet, dst, dst_name: applet, known_sha256: None }
+        })
+        .collect();
+    for (applet, h) in files.iter().zip(harvest_many(&items, log)?) {
+        if h.already {
+            out.already += 1
+        } else {
+            out.harvested += 1
+        }
+        if h.degraded {
+            out.degraded += 1;
+        }
+        out.sha256.insert(applet.to_string(), h.sha256);
     }
     Ok(out)
 }

@@ -87,3 +87,71 @@ fn foreign_entries_are_refused_on_restore_and_take_over() {
     require_testbed();
     check_foreign_entries(&KRoot::new());
 }
+
+#[test]
+fn a_batch_take_over_records_every_prior_before_any_name_changes() {
+    use oxidizr_arch::kernel::sidecar;
+    use oxidizr_arch::kernel::takeover::{restore, take_over_many, Managed, TakeOver};
+    use oxidizr_arch::kernel::FsyncLog;
+    use std::process::Command;
+
+    require_testbed();
+    // chattr needs inode flags: the whole root on ext4.
+    let tmp = tempfile::tempdir().unwrap();
+    let ext4 = LoopFs::mount(FsKind::Ext4, &tmp.path().join("root"));
+    let k = KRoot::at(&ext4.dir);
+    let bin = k.bin();
+    fs::write(bin.join("a"), "GNU a").unwrap();
+    std::os::unix::fs::symlink("/opt/other/b", bin.join("b")).unwrap();
+    fs::write(bin.join("d"), "GNU d").unwrap();
+    run_ok(Command::new("chattr").arg("+i").arg(bin.join("d")));
+    let names = ["a", "b", "c", "d"];
+    let before: Vec<Snapshot> = names.iter().map(|n| snapshot(&bin.join(n))).collect();
+    let links: Vec<String> = names.iter().map(|n| format!("../lib/oxidizr-arch/active/bin/{n}")).collect();
+    let (bin_dir, store, sidecars) =
+        (k.dir("usr/bin"), k.dir("usr/lib/oxidizr-arch/store"), k.dir("var/lib/oxidizr-arch/sidecars"));
+    let batch = |log: &mut FsyncLog| {
+        let items: Vec<TakeOver> = names
+            .iter()
+            .zip(&links)
+            .map(|(n, l)| TakeOver {
+                name: n,
+                link: l,
+                backup: &store,
+                backup_path: "usr/lib/oxidizr-arch/store",
+                backup_name: n,
+                known_sha256: None,
+            })
+            .collect();
+        take_over_many(&bin_dir, &sidecars, &items, log)
+    };
+
+    // One immutable name refuses the whole batch before any name changed.
+    let e = batch(&mut FsyncLog::default()).unwrap_err();
+    assert_eq!(e.id, ErrorId::Policy, "{e}");
+    let now: Vec<Snapshot> = names.iter().map(|n| snapshot(&bin.join(n))).collect();
+    assert_eq!(now, before, "a refused batch changes no name");
+    assert_eq!(fs::read_dir(k.path.join("var/lib/oxidizr-arch/sidecars")).unwrap().count(), 0, "no sidecar");
+
+    // Mutable again: every name is taken over, every sidecar durable, and
+    // the batch shares its fsyncs (not three per name).
+    run_ok(Command::new("chattr").arg("-i").arg(bin.join("d")));
+    let mut log = FsyncLog::default();
+    let done = batch(&mut log).unwrap();
+    let kinds: Vec<(&str, bool)> = done.iter().map(|t| (t.prior_kind, t.changed)).collect();
+    assert_eq!(kinds, [("file", true), ("symlink", true), ("none", true), ("file", true)]);
+    for (n, l) in names.iter().zip(&links) {
+        assert_eq!(fs::read_link(bin.join(n)).unwrap().to_str().unwrap(), l);
+        assert!(sidecar::read(&sidecars, n).unwrap().is_some(), "sidecar of {n}");
+    }
+    assert_eq!(log.count, 9, "2 kept files + store dir, 4 sidecars + their dir, usr/bin once");
+    assert!(batch(&mut FsyncLog::default()).unwrap().iter().all(|t| !t.changed), "a second batch changes nothing");
+
+    // And every prior comes back exactly.
+    let m = Managed { bin: &bin_dir, backup: &store, backup_path: "usr/lib/oxidizr-arch/store", sidecars: &sidecars };
+    for n in names {
+        restore(&m, n, &mut FsyncLog::default()).unwrap();
+    }
+    let restored: Vec<Snapshot> = names.iter().map(|n| snapshot(&bin.join(n))).collect();
+    assert_eq!(restored, before);
+}

@@ -20,41 +20,84 @@ pub const MAX_DURABLE_SIZE: u64 = 16 << 20;
 
 /// Writes `bytes` to `name` in `dir` atomically and durably (mode 0644).
 pub fn write_durable(dir: &Dir, name: &str, bytes: &[u8], log: &mut FsyncLog) -> Result<()> {
-    dir.check_name(name)?;
-    let mut out: Option<OwnedFd> = None;
-    let tmp = dir.create_tmp(name, |tmp| {
-        out = Some(rustix::fs::openat(
-            dir.fd(),
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )?);
-        Ok(())
-    })?;
-    let fd = out.expect("create_tmp succeeded");
-    let written = (|| {
-        let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(ErrorId::Io, "dup", e))?);
-        f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(&tmp)), e))?;
-        log.fsync(&fd, &dir.show(&tmp))
-    })();
+    write_many(dir, &[(name, bytes)], log)
+}
+
+/// Writes several files of `dir` atomically and durably, with the
+/// durability points batched: every file is written to a temporary name,
+/// the temporary files are fsynced back to back, renamed over their names,
+/// and `dir` is fsynced once. Each name holds its old content or its new
+/// content, never a torn write; when this returns Ok all of them are
+/// durable. On an error no temporary name is left behind.
+pub fn write_many(dir: &Dir, files: &[(&str, &[u8])], log: &mut FsyncLog) -> Result<()> {
+    let mut tmps: Vec<String> = Vec::with_capacity(files.len());
+    let written = write_tmps(dir, files, &mut tmps, log).and_then(|()| rename_all(dir, files, &mut tmps));
     if let Err(e) = written {
-        let _ = dir.remove_file(&tmp);
+        for tmp in &tmps {
+            let _ = dir.remove_file(tmp);
+        }
         return Err(e);
     }
-    crash::point("durable:after-tmp");
-    if let Err(e) = dir.rename(&tmp, name) {
-        let _ = dir.remove_file(&tmp);
-        return Err(Error::io(ErrorId::AtomicSwap, format!("cannot replace {}", dir.show(name)), e.into()));
-    }
-    crash::point("durable:after-rename");
     dir.sync(log)
+}
+
+/// Writes every file to a fresh temporary name (pushed to `tmps`), then
+/// fsyncs them all.
+fn write_tmps(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>, log: &mut FsyncLog) -> Result<()> {
+    let mut fds: Vec<OwnedFd> = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        dir.check_name(name)?;
+        let mut out: Option<OwnedFd> = None;
+        let tmp = dir.create_tmp(name, |tmp| {
+            out = Some(rustix::fs::openat(
+                dir.fd(),
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?);
+            Ok(())
+        })?;
+        tmps.push(tmp);
+        let fd = out.expect("create_tmp succeeded");
+        let tmp = tmps.last().expect("just pushed");
+        let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(ErrorId::Io, "dup", e))?);
+        f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(tmp)), e))?;
+        fds.push(fd);
+    }
+    for (fd, tmp) in fds.iter().zip(tmps.iter()) {
+        log.fsync(fd, &dir.show(tmp))?;
+        crash::point("durable:after-tmp");
+    }
+    Ok(())
+}
+
+/// Renames every temporary file over its name; on an error `tmps` keeps
+/// the ones not renamed.
+fn rename_all(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>) -> Result<()> {
+    let all = std::mem::take(tmps);
+    let mut rest = all.into_iter().zip(files.iter());
+    while let Some((tmp, (name, _))) = rest.next() {
+        if let Err(e) = dir.rename(&tmp, name) {
+            tmps.push(tmp);
+            tmps.extend(rest.map(|(t, _)| t));
+            return Err(Error::io(ErrorId::AtomicSwap, format!("cannot replace {}", dir.show(name)), e.into()));
+        }
+        crash::point("durable:after-rename");
+    }
+    Ok(())
 }
 
 /// Serializes `value` as pretty JSON (with a final newline) and writes it durably.
 pub fn write_json<T: Serialize>(dir: &Dir, name: &str, value: &T, log: &mut FsyncLog) -> Result<()> {
+    write_durable(dir, name, &to_json(value), log)
+}
+
+/// `value` as pretty JSON with a final newline: the form of every document
+/// we write.
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("our documents serialize");
     bytes.push(b'\n');
-    write_durable(dir, name, &bytes, log)
+    bytes
 }
 
 /// Reads `name` (a regular file, never through a symlink); `None` if absent.

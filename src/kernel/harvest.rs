@@ -36,56 +36,166 @@ pub struct Harvested {
 /// pacman installed for that version now, the old bytes are no longer any
 /// package's. Anything but a regular file there is `E_OWNERSHIP`.
 pub fn harvest(src: &Dir, name: &str, dst: &Dir, dst_name: &str, log: &mut FsyncLog) -> Result<Harvested> {
-    let meta = match src.entry(name)? {
-        Entry::File(m) => m,
-        other => {
-            return Err(Error::new(
-                ErrorId::Ownership,
-                format!("cannot harvest {}: it is a {}, not a regular file", src.show(name), other.kind()),
-            ))
-        }
-    };
-    let fd = src.open_file(name)?;
-    let sha256 = sha256_fd(&fd, &src.show(name))?;
-    let replace = match already_stored(dst, dst_name, &meta, &sha256)? {
-        Stored::Same(done) => return Ok(done),
-        Stored::Absent => false,
-        Stored::Different => true,
-    };
-    let (tmp, degraded) = match link_tmp(src, name, dst) {
-        Ok(tmp) => (tmp, false),
-        Err(Errno::XDEV) => (copy_to_tmp(&fd, &meta, dst, dst_name, log)?, true),
+    let item = HarvestItem { src, name, dst, dst_name, known_sha256: None };
+    Ok(harvest_many(&[item], log)?.remove(0))
+}
+
+/// One file for [`harvest_many`].
+pub struct HarvestItem<'a> {
+    /// The directory holding the file.
+    pub src: &'a Dir,
+    /// The file's name there.
+    pub name: &'a str,
+    /// The store directory.
+    pub dst: &'a Dir,
+    /// The name to keep it under.
+    pub dst_name: &'a str,
+    /// The sha256 a caller computed moments ago for this very inode: used
+    /// only when `dst_name` already is the same inode (nothing to store).
+    pub known_sha256: Option<&'a str>,
+}
+
+/// A file linked (or copied) to a temporary name, waiting to be published.
+struct Pending {
+    index: usize,
+    tmp: String,
+    replace: bool,
+    degraded: bool,
+    sha256: String,
+}
+
+/// [`harvest`] for many files with the durability points batched: every
+/// file is linked to a temporary name first, then all of them are fsynced
+/// back to back, renamed into place, and each store directory is fsynced
+/// once. Each stored name appears by one rename of a durable inode, so a
+/// crash leaves every name absent, the old file or the new one. Results are
+/// in item order; on an error no temporary name is left behind.
+pub fn harvest_many(items: &[HarvestItem], log: &mut FsyncLog) -> Result<Vec<Harvested>> {
+    let mut done: Vec<Option<Harvested>> = vec![None; items.len()];
+    let mut pending: Vec<Pending> = Vec::new();
+    let published = stage_all(items, &mut done, &mut pending, log)
+        .and_then(|()| publish_all(items, &mut pending))
+        .and_then(|published| sync_dirs(items, &published, log).map(|()| published));
+    let published = match published {
+        Ok(p) => p,
         Err(e) => {
-            return Err(Error::io(ErrorId::Io, format!("cannot link {} into the store", src.show(name)), e.into()))
+            for p in &pending {
+                let _ = items[p.index].dst.remove_file(&p.tmp);
+            }
+            return Err(e);
         }
     };
-    crash::point("harvest:after-tmp");
-    // The data pacman wrote may still be only in the page cache: make the
+    for p in published {
+        let it = &items[p.index];
+        let stored = match it.dst.entry(it.dst_name)? {
+            Entry::File(m) => m,
+            other => {
+                return Err(Error::new(
+                    ErrorId::AtomicSwap,
+                    format!("{} became a {}", it.dst.show(it.dst_name), other.kind()),
+                ))
+            }
+        };
+        if p.degraded {
+            tracing::warn!(path = %it.src.show(it.name), "harvested by copy across filesystems (degraded)");
+        }
+        done[p.index] = Some(Harvested { stored, sha256: p.sha256, degraded: p.degraded, already: false });
+    }
+    Ok(done.into_iter().map(|h| h.expect("every item harvested")).collect())
+}
+
+/// Hashes every file and links the ones not yet stored to temporary names.
+fn stage_all(
+    items: &[HarvestItem],
+    done: &mut [Option<Harvested>],
+    pending: &mut Vec<Pending>,
+    log: &mut FsyncLog,
+) -> Result<()> {
+    for (index, it) in items.iter().enumerate() {
+        let meta = match it.src.entry(it.name)? {
+            Entry::File(m) => m,
+            other => {
+                return Err(Error::new(
+                    ErrorId::Ownership,
+                    format!("cannot harvest {}: it is a {}, not a regular file", it.src.show(it.name), other.kind()),
+                ))
+            }
+        };
+        if let (Some(sha), Entry::File(stored)) = (it.known_sha256, it.dst.entry(it.dst_name)?) {
+            if stored.same_inode(&meta) {
+                done[index] = Some(Harvested { stored, sha256: sha.to_string(), degraded: false, already: true });
+                continue;
+            }
+        }
+        let fd = it.src.open_file(it.name)?;
+        let sha256 = sha256_fd(&fd, &it.src.show(it.name))?;
+        let replace = match already_stored(it.dst, it.dst_name, &meta, &sha256)? {
+            Stored::Same(h) => {
+                done[index] = Some(h);
+                continue;
+            }
+            Stored::Absent => false,
+            Stored::Different => true,
+        };
+        let (tmp, degraded) = match link_tmp(it.src, it.name, it.dst) {
+            Ok(tmp) => (tmp, false),
+            Err(Errno::XDEV) => (copy_to_tmp(&fd, &meta, it.dst, it.dst_name, log)?, true),
+            Err(e) => {
+                return Err(Error::io(
+                    ErrorId::Io,
+                    format!("cannot link {} into the store", it.src.show(it.name)),
+                    e.into(),
+                ))
+            }
+        };
+        pending.push(Pending { index, tmp, replace, degraded, sha256 });
+        crash::point("harvest:after-tmp");
+    }
+    // The data pacman wrote may still be only in the page cache: make every
     // inode durable before the store claims to hold it.
-    let stored_fd = dst.open_file(&tmp)?;
-    log.fsync(&stored_fd, &dst.show(&tmp))?;
-    let renamed = if replace {
-        tracing::warn!(path = %dst.show(dst_name), "stored binary replaced by the file pacman reinstalled");
-        dst.rename(&tmp, dst_name)
-    } else {
-        dst.rename_noreplace(&tmp, dst, dst_name)
-    };
-    if let Err(e) = renamed {
-        let _ = dst.remove_file(&tmp);
-        return Err(Error::io(ErrorId::AtomicSwap, format!("cannot publish {}", dst.show(dst_name)), e.into()));
+    for p in pending.iter() {
+        let dst = items[p.index].dst;
+        log.fsync(&dst.open_file(&p.tmp)?, &dst.show(&p.tmp))?;
     }
-    crash::point("harvest:after-rename");
-    dst.sync(log)?;
-    let stored = match dst.entry(dst_name)? {
-        Entry::File(m) => m,
-        other => {
-            return Err(Error::new(ErrorId::AtomicSwap, format!("{} became a {}", dst.show(dst_name), other.kind())))
+    Ok(())
+}
+
+/// Renames every staged file into place and returns them; on an error
+/// `pending` is left holding those not renamed (their temporary names).
+fn publish_all(items: &[HarvestItem], pending: &mut Vec<Pending>) -> Result<Vec<Pending>> {
+    let mut published = Vec::with_capacity(pending.len());
+    let mut rest = std::mem::take(pending).into_iter();
+    while let Some(p) = rest.next() {
+        let it = &items[p.index];
+        let renamed = if p.replace {
+            tracing::warn!(path = %it.dst.show(it.dst_name), "stored binary replaced by the file pacman reinstalled");
+            it.dst.rename(&p.tmp, it.dst_name)
+        } else {
+            it.dst.rename_noreplace(&p.tmp, it.dst, it.dst_name)
+        };
+        if let Err(e) = renamed {
+            let shown = it.dst.show(it.dst_name);
+            pending.push(p);
+            pending.extend(rest);
+            return Err(Error::io(ErrorId::AtomicSwap, format!("cannot publish {shown}"), e.into()));
         }
-    };
-    if degraded {
-        tracing::warn!(path = %src.show(name), "harvested by copy across filesystems (degraded)");
+        published.push(p);
+        crash::point("harvest:after-rename");
     }
-    Ok(Harvested { stored, sha256, degraded, already: false })
+    Ok(published)
+}
+
+/// fsyncs each distinct store directory of the published files once.
+fn sync_dirs(items: &[HarvestItem], published: &[Pending], log: &mut FsyncLog) -> Result<()> {
+    let mut synced: Vec<&Dir> = Vec::new();
+    for p in published {
+        let dst = items[p.index].dst;
+        if !synced.iter().any(|d| std::ptr::eq(*d, dst) || d.path() == dst.path()) {
+            dst.sync(log)?;
+            synced.push(dst);
+        }
+    }
+    Ok(())
 }
 
 /// What the store holds at a name, compared with the file to harvest.

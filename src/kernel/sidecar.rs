@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::dir::Dir;
-use super::durable::{read_json, write_json};
+use super::durable::{read_json, to_json, write_json, write_many};
 use super::fsync::FsyncLog;
 use crate::error::{Error, ErrorId, Result};
 
@@ -95,6 +95,14 @@ pub fn sidecar_name(name: &str) -> String {
 /// Writes the sidecar durably (before any mutation of the name).
 pub fn write(dir: &Dir, sidecar: &Sidecar, log: &mut FsyncLog) -> Result<()> {
     write_json(dir, &sidecar_name(&sidecar.name), sidecar, log)
+}
+
+/// Writes many sidecars durably, their fsyncs batched
+/// ([`super::durable::write_many`]): when this returns Ok every one is durable.
+pub fn write_all(dir: &Dir, sidecars: &[Sidecar], log: &mut FsyncLog) -> Result<()> {
+    let docs: Vec<(String, Vec<u8>)> = sidecars.iter().map(|sc| (sidecar_name(&sc.name), to_json(sc))).collect();
+    let files: Vec<(&str, &[u8])> = docs.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    write_many(dir, &files, log)
 }
 
 /// Reads the sidecar of `name`; `None` if there is none.

@@ -25,6 +25,18 @@ pub struct Swapped {
 /// fail anyway and it is never ours. If `name` already is a symlink to
 /// `target`, nothing is written. Returns the previous entry.
 pub fn replace_with_symlink(dir: &Dir, name: &str, target: &str, log: &mut FsyncLog) -> Result<Swapped> {
+    let swapped = swap_in_symlink(dir, name, target)?;
+    if swapped.changed {
+        dir.sync(log)?;
+        crash::point("swap:after-fsync");
+    }
+    Ok(swapped)
+}
+
+/// [`replace_with_symlink`] without the directory fsync: atomic (the name is
+/// the old entry or the new link, never absent) but durable only once the
+/// caller fsyncs `dir`, so that many swaps share one fsync.
+pub fn swap_in_symlink(dir: &Dir, name: &str, target: &str) -> Result<Swapped> {
     let previous = dir.entry(name)?;
     match &previous {
         Entry::Symlink(_, dest) if dest == target => return Ok(Swapped { previous, changed: false }),
@@ -44,7 +56,5 @@ pub fn replace_with_symlink(dir: &Dir, name: &str, target: &str, log: &mut Fsync
         return Err(Error::io(id, format!("cannot swap {} to {target}", dir.show(name)), e.into()));
     }
     crash::point("swap:after-rename");
-    dir.sync(log)?;
-    crash::point("swap:after-fsync");
     Ok(Swapped { previous, changed: true })
 }

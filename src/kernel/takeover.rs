@@ -17,9 +17,9 @@ use super::digest::sha256_fd;
 use super::dir::{Dir, Entry};
 use super::flags::{ensure_mutable, inode_flags};
 use super::fsync::FsyncLog;
-use super::harvest::{harvest, stage_from_store};
+use super::harvest::{harvest_many, stage_from_store, HarvestItem};
 use super::sidecar::{self, Prior, Sidecar, SIDECAR_SCHEMA};
-use super::swap::replace_with_symlink;
+use super::swap::{replace_with_symlink, swap_in_symlink};
 use crate::error::{Error, ErrorId, Result};
 
 /// The three directories a take-over works in.
@@ -61,75 +61,140 @@ pub enum Restored {
 /// Replaces `name` by a symlink to `link`, recording its prior state first.
 /// A regular prior file is kept as `backup_name` in the backup directory.
 pub fn take_over(m: &Managed, name: &str, link: &str, backup_name: &str, log: &mut FsyncLog) -> Result<TakenOver> {
-    let current = m.bin.entry(name)?;
-    if let Entry::Symlink(_, dest) = &current {
-        if dest == link {
-            return match sidecar::read(m.sidecars, name)? {
-                Some(_) => Ok(TakenOver { prior_kind: "symlink", changed: false, degraded: false }),
-                None => Err(Error::new(
-                    ErrorId::BackupMissing,
-                    format!("{} is our link but its sidecar is missing", m.bin.show(name)),
-                )),
-            };
-        }
-    }
-    let (prior, degraded) = record_prior(m, name, &current, backup_name, log)?;
-    let kind = prior.kind();
-    let sc = Sidecar {
-        schema: SIDECAR_SCHEMA,
-        name: name.to_string(),
-        link: link.to_string(),
-        backup_dir: m.backup_path.to_string(),
-        prior,
-    };
-    sidecar::write(m.sidecars, &sc, log)?;
-    crash::point("takeover:after-sidecar");
-    replace_with_symlink(m.bin, name, link, log)?;
-    Ok(TakenOver { prior_kind: kind, changed: true, degraded })
+    let item = TakeOver { name, link, backup: m.backup, backup_path: m.backup_path, backup_name, known_sha256: None };
+    Ok(take_over_many(m.bin, m.sidecars, &[item], log)?.remove(0))
 }
 
-/// Builds the prior record; harvests a regular file into the backup dir.
-fn record_prior(
-    m: &Managed,
-    name: &str,
-    current: &Entry,
-    backup_name: &str,
-    log: &mut FsyncLog,
-) -> Result<(Prior, bool)> {
-    match current {
-        Entry::Absent => Ok((Prior::None, false)),
-        Entry::Symlink(meta, dest) => {
-            Ok((Prior::Symlink { destination: dest.clone(), uid: meta.uid, gid: meta.gid }, false))
+/// One name for [`take_over_many`].
+pub struct TakeOver<'a> {
+    /// The managed name in the bin directory.
+    pub name: &'a str,
+    /// The symlink destination to install.
+    pub link: &'a str,
+    /// Where a regular prior file is kept (hard link).
+    pub backup: &'a Dir,
+    /// The backup directory's path relative to the root (for the sidecar).
+    pub backup_path: &'a str,
+    /// The kept file's name in the backup directory.
+    pub backup_name: &'a str,
+    /// The sha256 of the file at `name`, computed moments ago by the
+    /// caller's own harvest of this very inode (saves hashing it again).
+    pub known_sha256: Option<&'a str>,
+}
+
+/// [`take_over`] for many names in `bin`, with the durability points
+/// batched. Every prior state is recorded first (regular files harvested
+/// together), all sidecars are written and made durable together, and only
+/// then is each name swapped (one rename each) and `bin` fsynced once. So
+/// every name's sidecar is durable before the name changes, and a crash
+/// leaves each name its prior entry or our link. Results are in item order.
+pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut FsyncLog) -> Result<Vec<TakenOver>> {
+    let mut results: Vec<Option<TakenOver>> = vec![None; items.len()];
+    let mut todo: Vec<(usize, Entry)> = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let current = bin.entry(it.name)?;
+        match &current {
+            Entry::Symlink(_, dest) if dest == it.link => match sidecar::read(sidecars, it.name)? {
+                Some(_) => results[i] = Some(TakenOver { prior_kind: "symlink", changed: false, degraded: false }),
+                None => {
+                    return Err(Error::new(
+                        ErrorId::BackupMissing,
+                        format!("{} is our link but its sidecar is missing", bin.show(it.name)),
+                    ))
+                }
+            },
+            _ => todo.push((i, current)),
         }
-        Entry::File(_) => {
-            let fd = m.bin.open_file(name)?;
-            let flags = inode_flags(&fd)?;
-            ensure_mutable(flags, &m.bin.show(name))?;
-            let xattrs = xattr_names(&fd)?;
-            let h = harvest(m.bin, name, m.backup, backup_name, log)?;
-            crash::point("takeover:after-harvest");
-            let prior = Prior::File {
-                mode: h.stored.mode,
-                uid: h.stored.uid,
-                gid: h.stored.gid,
-                mtime_sec: h.stored.mtime_sec,
-                mtime_nsec: h.stored.mtime_nsec,
-                size: h.stored.size,
-                sha256: h.sha256,
-                xattrs,
-                flags,
-                dev: h.stored.dev,
-                ino: h.stored.ino,
-                backup: backup_name.to_string(),
-                degraded: h.degraded,
-            };
-            Ok((prior, h.degraded))
-        }
-        other => Err(Error::new(
-            ErrorId::Policy,
-            format!("{} is a {}: refusing to replace it", m.bin.show(name), other.kind()),
-        )),
     }
+    let priors = record_priors(bin, items, &todo, log)?;
+    let records: Vec<Sidecar> = todo
+        .iter()
+        .zip(&priors)
+        .map(|((i, _), (prior, _))| Sidecar {
+            schema: SIDECAR_SCHEMA,
+            name: items[*i].name.to_string(),
+            link: items[*i].link.to_string(),
+            backup_dir: items[*i].backup_path.to_string(),
+            prior: prior.clone(),
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(results.into_iter().map(|r| r.expect("every item decided")).collect());
+    }
+    sidecar::write_all(sidecars, &records, log)?;
+    crash::point("takeover:after-sidecar");
+    for ((i, _), (prior, degraded)) in todo.iter().zip(&priors) {
+        swap_in_symlink(bin, items[*i].name, items[*i].link)?;
+        results[*i] = Some(TakenOver { prior_kind: prior.kind(), changed: true, degraded: *degraded });
+    }
+    bin.sync(log)?;
+    crash::point("swap:after-fsync");
+    Ok(results.into_iter().map(|r| r.expect("every item decided")).collect())
+}
+
+/// The prior state of every name in `todo` (with whether its kept copy is
+/// degraded); regular files are harvested into their backup directories,
+/// all in one batch.
+fn record_priors(bin: &Dir, items: &[TakeOver], todo: &[(usize, Entry)], log: &mut FsyncLog) -> Result<Vec<(Prior, bool)>> {
+    let mut files: Vec<(usize, u32, Vec<String>)> = Vec::new();
+    for (k, (i, current)) in todo.iter().enumerate() {
+        match current {
+            Entry::Absent | Entry::Symlink(..) => {}
+            Entry::File(_) => {
+                let fd = bin.open_file(items[*i].name)?;
+                let flags = inode_flags(&fd)?;
+                ensure_mutable(flags, &bin.show(items[*i].name))?;
+                files.push((k, flags, xattr_names(&fd)?));
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorId::Policy,
+                    format!("{} is a {}: refusing to replace it", bin.show(items[*i].name), other.kind()),
+                ))
+            }
+        }
+    }
+    let harvest_items: Vec<HarvestItem> = files
+        .iter()
+        .map(|(k, _, _)| {
+            let it = &items[todo[*k].0];
+            HarvestItem { src: bin, name: it.name, dst: it.backup, dst_name: it.backup_name, known_sha256: it.known_sha256 }
+        })
+        .collect();
+    let harvested = harvest_many(&harvest_items, log)?;
+    if !harvested.is_empty() {
+        crash::point("takeover:after-harvest");
+    }
+    let mut kept: Vec<Option<(Prior, bool)>> = vec![None; todo.len()];
+    for ((k, flags, xattrs), h) in files.into_iter().zip(harvested) {
+        let prior = Prior::File {
+            mode: h.stored.mode,
+            uid: h.stored.uid,
+            gid: h.stored.gid,
+            mtime_sec: h.stored.mtime_sec,
+            mtime_nsec: h.stored.mtime_nsec,
+            size: h.stored.size,
+            sha256: h.sha256,
+            xattrs,
+            flags,
+            dev: h.stored.dev,
+            ino: h.stored.ino,
+            backup: items[todo[k].0].backup_name.to_string(),
+            degraded: h.degraded,
+        };
+        kept[k] = Some((prior, h.degraded));
+    }
+    Ok(todo
+        .iter()
+        .zip(kept)
+        .map(|((_, current), file)| match (current, file) {
+            (_, Some(f)) => f,
+            (Entry::Symlink(meta, dest), None) => {
+                (Prior::Symlink { destination: dest.clone(), uid: meta.uid, gid: meta.gid }, false)
+            }
+            _ => (Prior::None, false),
+        })
+        .collect())
 }
 
 /// Checks, changing nothing, that `name` can be restored from `sc`: it is
