@@ -82,7 +82,8 @@ pub enum Command {
     Rollback,
     /// Check every invariant against the disk and the package database; exit 0 only when healthy.
     Verify {
-        /// Converge: finish or undo interrupted work, rebuild, quarantine foreign entries.
+        /// Converge: finish or undo interrupted work, refetch damaged stored GNU binaries from pacman's
+        /// package cache (only the recorded bytes), rebuild, quarantine foreign entries.
         #[arg(long)]
         repair: bool,
     },

@@ -272,7 +272,14 @@ fn disable(e: &mut Engine, s: &mut State) -> Result<Output> {
 fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
     let before = verify::check(e, s)?;
     let mut actions = Vec::new();
+    let mut refetched = Vec::new();
     if !before.is_empty() {
+        // Damaged stored GNU binaries first, from pacman's package cache, so
+        // the rebuilt generation records their healed digests.
+        if before.iter().any(|p| p.code == "store-damaged") {
+            refetched = verify::refetch_store(e)?;
+            actions.extend(refetched.iter().map(verify::Refetch::line));
+        }
         let pointers = verify::quarantine_pointers(e)?;
         if pointers > 0 {
             actions.push(format!("quarantined {pointers} foreign pointers in /{LIB}/quarantine"));
@@ -301,7 +308,13 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
         if actions.is_empty() { String::new() } else { format!("; {}", actions.join("; ")) },
         out.text
     );
-    out.json = json!({ "before": before, "actions": actions, "after": after, "healthy": after.is_empty() });
+    out.json = json!({
+        "before": before,
+        "actions": actions,
+        "refetched": refetched,
+        "after": after,
+        "healthy": after.is_empty()
+    });
     Ok(out)
 }
 

@@ -35,7 +35,7 @@ const HOOKS: [&str; 3] =
     ["10-oxidizr-arch-pre-remove.hook", "10-oxidizr-arch-pre-upgrade.hook", "90-oxidizr-arch-post.hook"];
 
 /// FILES: path and what it is.
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     (
         "/etc/oxidizr-arch/config.toml",
         "The managed families (GNU package, uutils packages, command prefix) and the keep_generations, \
@@ -52,6 +52,12 @@ const FILES: [(&str, &str); 6] = [
          an operation in flight.",
     ),
     ("/var/log/oxidizr-arch/facts.jsonl", "Audit facts, one JSON object a line (also sent to the journal)."),
+    (
+        "/var/cache/pacman/pkg/",
+        "pacman's package cache (every CacheDir of /etc/pacman.conf). Only read: verify --repair extracts a \
+         damaged stored GNU binary from the cached package of its exact version with bsdtar, and puts it back \
+         only when it has the recorded sha256.",
+    ),
     (
         "/usr/share/libalpm/hooks/",
         "The pacman hooks that run the pre-transaction and post-transaction commands (see below). A file of the \
