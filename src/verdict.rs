@@ -30,6 +30,10 @@ use rustix::fs::{fstat, open, openat2, Mode, OFlags, ResolveFlags};
 use crate::plan::PlannedApplet;
 use crate::smoke::{self, CheckResult, SmokeConfig, SmokeReport, SmokeTarget};
 
+/// Bumped whenever the smoke probes or the behavioural suite change what
+/// they prove: verdicts recorded under another epoch are never carried over.
+pub const SUITE_EPOCH: u32 = 1;
+
 /// The identity of one file, as a path inside the root resolves to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -47,9 +51,10 @@ pub struct Identity {
 
 impl Identity {
     /// The string recorded in [`CheckResult::binaries`]; equal keys mean
-    /// the same unchanged file.
+    /// the same unchanged file judged by the same smoke suite
+    /// ([`SUITE_EPOCH`]).
     pub fn key(&self) -> String {
-        format!("{}:{}:{}:{}:{}", self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+        format!("{SUITE_EPOCH}:{}:{}:{}:{}:{}", self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
     }
 
     /// Whether both name the same file (device and inode), changed or not.

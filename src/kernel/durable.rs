@@ -4,7 +4,7 @@
 //! torn write; after the directory fsync the new content survives power loss.
 
 use std::io::Write as _;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 use serde::de::DeserializeOwned;
@@ -64,10 +64,9 @@ fn write_tmps(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>, log: &
         f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(tmp)), e))?;
         fds.push(fd);
     }
-    for (fd, tmp) in fds.iter().zip(tmps.iter()) {
-        log.fsync(fd, &dir.show(tmp))?;
-        crash::point("durable:after-tmp");
-    }
+    let batch: Vec<_> = fds.iter().zip(tmps.iter()).map(|(fd, tmp)| (fd.as_fd(), dir.show(tmp))).collect();
+    log.fsync_many(&batch)?;
+    crash::point("durable:after-tmp");
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! by construction. Across filesystems (EXDEV) the file is copied with all
 //! its metadata and the result is reported `degraded`.
 
+use std::os::fd::AsFd;
+
 use rustix::fs::AtFlags;
 use rustix::io::Errno;
 
@@ -153,11 +155,13 @@ fn stage_all(
     }
     // The data pacman wrote may still be only in the page cache: make every
     // inode durable before the store claims to hold it.
+    let mut fds = Vec::with_capacity(pending.len());
     for p in pending.iter() {
         let dst = items[p.index].dst;
-        log.fsync(&dst.open_file(&p.tmp)?, &dst.show(&p.tmp))?;
+        fds.push((dst.open_file(&p.tmp)?, dst.show(&p.tmp)));
     }
-    Ok(())
+    let batch: Vec<_> = fds.iter().map(|(fd, what)| (fd.as_fd(), what.clone())).collect();
+    log.fsync_many(&batch)
 }
 
 /// Renames every staged file into place and returns them; on an error
