@@ -76,8 +76,7 @@ pub fn cache_dirs(root: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for d in dirs {
-        let inside = root.join(d.trim_start_matches('/'));
-        let inside = PathBuf::from(inside.to_string_lossy().trim_end_matches('/'));
+        let inside = root.join(d.trim_matches('/'));
         if !out.contains(&inside) {
             out.push(inside);
         }
