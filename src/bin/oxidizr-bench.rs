@@ -32,6 +32,7 @@ use oxidizr_arch::layout::{Layout, BIN, LIB};
 use oxidizr_arch::plan::{self, Plan, PlannedApplet, Source};
 use oxidizr_arch::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
 use oxidizr_arch::state::Profile;
+use oxidizr_arch::verdict;
 
 type Res<T> = std::result::Result<T, String>;
 
@@ -54,7 +55,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["time", samples, key, cmd @ ..] if !cmd.is_empty() => return time_command(samples, key, cmd),
-        ["record-hook", samples] => record_hook(Path::new(samples)),
+        ["record-hook", samples] => record_hook(Path::new(samples), "hook"),
+        ["record-hook", samples, prefix] => record_hook(Path::new(samples), prefix),
         ["fs", samples, label, dir] => fs_bench(Path::new(samples), label, Path::new(dir)),
         ["live", samples] => live_bench(Path::new(samples)),
         ["takeover", samples, label, dir] => takeover_bench(Path::new(samples), label, Path::new(dir)),
@@ -162,8 +164,9 @@ const HOOK_STAGES: [&str; 9] =
     ["post-transaction", "plan", "preflight", "harvest", "smoke-candidate", "flip", "link", "smoke-live", "commit"];
 
 /// Reads the facts of the last post-transaction operation and records its
-/// phase split; fails unless it built and activated a new generation.
-fn record_hook(samples: &Path) -> Res<()> {
+/// phase split under `prefix`; fails unless it built and activated a new
+/// generation.
+fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
     let path = "/var/log/oxidizr-arch/facts.jsonl";
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let facts: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -187,13 +190,16 @@ fn record_hook(samples: &Path) -> Res<()> {
     for f in &ops {
         let us = f["phase_us"].as_f64().unwrap_or(f64::NAN);
         total += us;
-        s.add(&format!("hook/phase/{}", f["stage"].as_str().unwrap_or("?")), us);
+        s.add(&format!("{prefix}/phase/{}", f["stage"].as_str().unwrap_or("?")), us);
     }
-    s.add("hook/engine", total);
-    s.add("hook/candidate-smoke", m.smoke.duration_ms as f64 * 1000.0);
-    s.add("hook/applets", m.applets.len() as f64);
-    s.add("hook/uutils", m.applets.values().filter(|a| matches!(a.source, Source::Uutils { .. })).count() as f64);
-    s.add("hook/smoke-checks", (m.smoke.applets.len() + m.smoke.behaviour.len()) as f64);
+    s.add(&format!("{prefix}/engine"), total);
+    s.add(&format!("{prefix}/candidate-smoke"), m.smoke.duration_ms as f64 * 1000.0);
+    s.add(&format!("{prefix}/applets"), m.applets.len() as f64);
+    let uutils = m.applets.values().filter(|a| matches!(a.source, Source::Uutils { .. })).count();
+    s.add(&format!("{prefix}/uutils"), uutils as f64);
+    let checks: Vec<&smoke::CheckResult> = m.smoke.applets.iter().chain(&m.smoke.behaviour).collect();
+    s.add(&format!("{prefix}/smoke-checks"), checks.len() as f64);
+    s.add(&format!("{prefix}/smoke-executed"), checks.iter().filter(|c| !c.reused).count() as f64);
     s.flush()
 }
 
@@ -514,57 +520,90 @@ const BINARY_BYTES: usize = 64 * 1024;
 /// directory) as in the harvest phase, then take-over (re-harvest, sidecar,
 /// swap) as in the link phase. Records time and fsyncs (count, time) per applet.
 fn takeover_bench(samples: &Path, label: &str, dir: &Path) -> Res<()> {
-    use oxidizr_arch::kernel::harvest::harvest;
-    use oxidizr_arch::kernel::takeover::{take_over, Managed};
     let names = applet_names(BASELINE_N);
-    let n = names.len() as f64;
     let mut s = Samples::new(samples);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for run in 0..TAKEOVER_RUNS {
-        let root = dir.join(format!("takeover-{run}"));
-        if root.exists() {
+        // The engine's batches, then the one-at-a-time primitives, each on
+        // fresh files as pacman leaves them (written, synced by no one).
+        for batched in [true, false] {
+            let root = dir.join(format!("takeover-{run}"));
+            if root.exists() {
+                std::fs::remove_dir_all(&root).map_err(e2s)?;
+            }
+            std::fs::create_dir_all(root.join(BIN)).map_err(e2s)?;
+            for a in &names {
+                let bytes: Vec<u8> = (0..BINARY_BYTES)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                        (seed >> 56) as u8
+                    })
+                    .collect();
+                std::fs::write(root.join(BIN).join(a), bytes).map_err(e2s)?;
+            }
+            let kind = if batched { "batch" } else { "single" };
+            link_phases(&mut s, &format!("takeover/{label}/{kind}"), &root, &names, batched)?;
             std::fs::remove_dir_all(&root).map_err(e2s)?;
         }
-        let bin_path = root.join(BIN);
-        std::fs::create_dir_all(&bin_path).map_err(e2s)?;
-        for a in &names {
-            let bytes: Vec<u8> = (0..BINARY_BYTES)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                    (seed >> 56) as u8
-                })
-                .collect();
-            std::fs::write(bin_path.join(a), bytes).map_err(e2s)?;
-        }
-        // As after pacman's extraction: written, not yet synced by anyone but us.
-        let layout = Layout::open(&root).map_err(e2s)?;
-        let bin = layout.dir(BIN, false).map_err(e2s)?;
-        let backup_path = format!("{LIB}/store/gnu/coreutils-9.9-1");
-        let backup = layout.dir(&backup_path, true).map_err(e2s)?;
-        let sidecars = layout.dir("var/lib/oxidizr-arch/sidecars", true).map_err(e2s)?;
-
-        let mut log = FsyncLog::default();
-        let t0 = Instant::now();
-        for a in &names {
-            harvest(&bin, a, &backup, a, &mut log).map_err(e2s)?;
-        }
-        s.add(&format!("takeover/{label}/harvest"), t0.elapsed().as_secs_f64() * 1e6 / n);
-        s.add(&format!("takeover/{label}/harvest-fsync"), log.total_us as f64 / n);
-        s.add(&format!("takeover/{label}/harvest-fsyncs"), f64::from(log.count) / n);
-
-        let mut log = FsyncLog::default();
-        let m = Managed { bin: &bin, backup: &backup, backup_path: &backup_path, sidecars: &sidecars };
-        let t0 = Instant::now();
-        for a in &names {
-            take_over(&m, a, &format!("/{LIB}/active/bin/{a}"), a, &mut log).map_err(e2s)?;
-        }
-        s.add(&format!("takeover/{label}/takeover"), t0.elapsed().as_secs_f64() * 1e6 / n);
-        s.add(&format!("takeover/{label}/takeover-fsync"), log.total_us as f64 / n);
-        s.add(&format!("takeover/{label}/takeover-fsyncs"), f64::from(log.count) / n);
-        drop((bin, backup, sidecars, layout));
-        std::fs::remove_dir_all(&root).map_err(e2s)?;
     }
     s.flush()
+}
+
+/// Harvests then takes over every name of `root`'s bin directory, batched
+/// (as the engine does) or one at a time; records µs and fsyncs per applet.
+fn link_phases(s: &mut Samples, key: &str, root: &Path, names: &[String], batched: bool) -> Res<()> {
+    use oxidizr_arch::kernel::harvest::{harvest, harvest_many, HarvestItem};
+    use oxidizr_arch::kernel::takeover::{take_over, take_over_many, Managed, TakeOver};
+    let n = names.len() as f64;
+    let layout = Layout::open(root).map_err(e2s)?;
+    let bin = layout.dir(BIN, false).map_err(e2s)?;
+    let backup_path = format!("{LIB}/store/gnu/coreutils-9.9-1");
+    let backup = layout.dir(&backup_path, true).map_err(e2s)?;
+    let sidecars = layout.dir("var/lib/oxidizr-arch/sidecars", true).map_err(e2s)?;
+    let mut record = |what: &str, t0: Instant, log: &FsyncLog| {
+        s.add(&format!("{key}/{what}"), t0.elapsed().as_secs_f64() * 1e6 / n);
+        s.add(&format!("{key}/{what}-fsync"), log.total_us as f64 / n);
+        s.add(&format!("{key}/{what}-fsyncs"), f64::from(log.count) / n);
+    };
+    let mut log = FsyncLog::default();
+    let t0 = Instant::now();
+    if batched {
+        let items: Vec<HarvestItem> = names
+            .iter()
+            .map(|a| HarvestItem { src: &bin, name: a, dst: &backup, dst_name: a, known_sha256: None })
+            .collect();
+        harvest_many(&items, &mut log).map_err(e2s)?;
+    } else {
+        for a in names {
+            harvest(&bin, a, &backup, a, &mut log).map_err(e2s)?;
+        }
+    }
+    record("harvest", t0, &log);
+    let links: Vec<String> = names.iter().map(|a| format!("/{LIB}/active/bin/{a}")).collect();
+    let mut log = FsyncLog::default();
+    let t0 = Instant::now();
+    if batched {
+        let items: Vec<TakeOver> = names
+            .iter()
+            .zip(&links)
+            .map(|(a, link)| TakeOver {
+                name: a,
+                link,
+                backup: &backup,
+                backup_path: &backup_path,
+                backup_name: a,
+                known_sha256: None,
+            })
+            .collect();
+        take_over_many(&bin, &sidecars, &items, &mut log).map_err(e2s)?;
+    } else {
+        let m = Managed { bin: &bin, backup: &backup, backup_path: &backup_path, sidecars: &sidecars };
+        for (a, link) in names.iter().zip(&links) {
+            take_over(&m, a, link, a, &mut log).map_err(e2s)?;
+        }
+    }
+    record("takeover", t0, &log);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -636,7 +675,31 @@ fn live_bench(samples: &Path) -> Res<()> {
         }
         Ok(())
     };
-    // The live smoke as the engine runs it (4 workers), then variants.
+    // The engine's smokes: live (resolution + one exec per binary), and the
+    // candidate smoke on the active generation's tree with every check
+    // executed (binaries changed, or an admin command) and with every
+    // verdict carried over (no binary changed).
+    let timed = |s: &mut Samples, key: &str, runs: usize, f: &dyn Fn() -> SmokeReport| {
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let r = f();
+            s.dur(key, t0.elapsed());
+            if !r.passed {
+                return Err(format!("{key}: the smoke run failed"));
+            }
+        }
+        Ok(())
+    };
+    timed(&mut s, "live/smoke/engine-live", 20, &|| verdict::live(&cfg(4), &m.applets))?;
+    let gen_bin = format!("/{LIB}/generations/{active}/bin");
+    let staged: Vec<SmokeTarget> =
+        m.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("{gen_bin}/{a}") }).collect();
+    let earlier = std::slice::from_ref(&m.smoke);
+    timed(&mut s, "live/smoke/candidate-all", 10, &|| verdict::candidate(&cfg(4), &staged, &gen_bin, &[], false))?;
+    timed(&mut s, "live/smoke/candidate-carried", 20, &|| {
+        verdict::candidate(&cfg(4), &staged, &gen_bin, earlier, true)
+    })?;
+    // Every applet and the suite through /usr/bin, and variants.
     smoke_case(&mut s, "live/smoke/full-p4", 20, 4, &targets, Some("/usr/bin"))?;
     smoke_case(&mut s, "live/smoke/full-p2", 10, 2, &targets, Some("/usr/bin"))?;
     smoke_case(&mut s, "live/smoke/full-p8", 10, 8, &targets, Some("/usr/bin"))?;
@@ -802,40 +865,39 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn report(samples: &Path) -> Res<()> {
-    let all = load_samples(samples)?;
-    let empty = Vec::new();
-    let get = |k: &str| all.get(k).unwrap_or(&empty);
-    let mut out = String::new();
-
-    // 1. The post-transaction hook.
-    let runs = get("hook/engine").len();
-    let applets = median(get("hook/applets"));
-    let uutils = median(get("hook/uutils"));
-    let checks = median(get("hook/smoke-checks"));
+/// Prints the phase table of the hooks recorded under `prefix` (the
+/// transactions of `package`); returns the median hook process wall, µs.
+fn hook_table(out: &mut String, all: &BTreeMap<String, Vec<f64>>, prefix: &str, number: &str, package: &str) -> f64 {
+    let get = |k: &str| -> Vec<f64> { all.get(&format!("{prefix}/{k}")).cloned().unwrap_or_default() };
+    let runs = get("engine").len();
     let _ = writeln!(
         out,
-        "1. post-transaction hook inside `pacman -U coreutils` ({applets:.0} applets, {uutils:.0} from uutils; \
-         {checks:.0} smoke checks per smoke run; {runs} runs), ms"
+        "{number} post-transaction hook inside `pacman -U {package}` ({:.0} applets, {:.0} from uutils; \
+         {:.0} candidate smoke checks, {:.0} of them executed, the rest carried over; {runs} runs), ms",
+        median(&get("applets")),
+        median(&get("uutils")),
+        median(&get("smoke-checks")),
+        median(&get("smoke-executed")),
     );
     let mut t = Table::new(&["phase", "median", "p95", "share"]);
-    let engine = get("hook/engine");
-    let wall = get("hook/wall");
-    let wall_med = median(wall);
-    let cand = get("hook/candidate-smoke");
-    let build: Vec<f64> = get("hook/phase/smoke-candidate").iter().zip(cand).map(|(a, b)| a - b).collect();
-    let outside: Vec<f64> = wall.iter().zip(engine).map(|(w, e)| w - e).collect();
+    let engine = get("engine");
+    let wall = get("wall");
+    let wall_med = median(&wall);
+    let cand = get("candidate-smoke");
+    let build: Vec<f64> = get("phase/smoke-candidate").iter().zip(&cand).map(|(a, b)| a - b).collect();
+    let outside: Vec<f64> = wall.iter().zip(&engine).map(|(w, e)| w - e).collect();
+    let phase = |stage: &str| get(&format!("phase/{stage}"));
     let phases: Vec<(&str, Vec<f64>)> = vec![
-        ("lock + state + recover", get("hook/phase/post-transaction").clone()),
-        ("plan (ALPM load + plan)", get("hook/phase/plan").clone()),
-        ("preflight (ownership + rescue check)", get("hook/phase/preflight").clone()),
-        ("harvest (sha256 + link + fsync per applet)", get("hook/phase/harvest").clone()),
+        ("lock + state + recover", phase("post-transaction")),
+        ("plan (ALPM load + plan)", phase("plan")),
+        ("preflight (ownership + rescue check)", phase("preflight")),
+        ("harvest (sha256 + link; fsyncs batched)", phase("harvest")),
         ("build + publish (allocate, intent, tree, manifest)", build),
         ("candidate smoke", cand.clone()),
-        ("flip (active + profile pointer)", get("hook/phase/flip").clone()),
-        ("link (sidecar + swap per applet)", get("hook/phase/link").clone()),
-        ("live smoke", get("hook/phase/smoke-live").clone()),
-        ("commit (state, intent, GC)", get("hook/phase/commit").clone()),
+        ("flip (active + profile pointer)", phase("flip")),
+        ("link (sidecars, swaps; fsyncs batched)", phase("link")),
+        ("live smoke (resolve all, exec 1 per binary)", phase("smoke-live")),
+        ("commit (state, intent, GC)", phase("commit")),
         ("engine total (first to last fact)", engine.clone()),
         ("outside the engine (exec, libs, config, exit)", outside),
         ("hook process wall (exec to exit)", wall.clone()),
@@ -844,11 +906,25 @@ fn report(samples: &Path) -> Res<()> {
         let share = if wall_med > 0.0 { format!("{:.0}%", 100.0 * median(v) / wall_med) } else { "-".into() };
         t.row(vec![name.to_string(), ms(median(v)), ms(pct(v, 95.0)), share]);
     }
-    t.print(&mut out);
+    t.print(out);
     let _ = writeln!(
         out,
         "  (share: of the median process wall. The facts give ALPM load + plan as one phase: live split below.)\n"
     );
+    wall_med
+}
+
+fn report(samples: &Path) -> Res<()> {
+    let all = load_samples(samples)?;
+    let empty = Vec::new();
+    let get = |k: &str| all.get(k).unwrap_or(&empty);
+    let mut out = String::new();
+
+    // 1. The post-transaction hook, in both workloads.
+    let wall_med = hook_table(&mut out, &all, "hook", "1.", "coreutils");
+    if !get("hook-uu/engine").is_empty() {
+        hook_table(&mut out, &all, "hook-uu", "1b.", "uutils-coreutils");
+    }
 
     // 2. pacman with and without hooks.
     let with = get("pacman/with");
@@ -1003,8 +1079,11 @@ fn report(samples: &Path) -> Res<()> {
     // 6. Where the hook's time goes.
     let _ = writeln!(out, "6. where the hook's time goes: measured on the live root after the runs above, ms");
     let mut t = Table::new(&["measure", "runs", "median", "p95"]);
-    let live: [(&str, &str); 17] = [
-        ("live smoke as the engine runs it (4 workers)", "live/smoke/full-p4"),
+    let live: [(&str, &str); 20] = [
+        ("live smoke as the engine runs it (resolve all, exec 1 per binary)", "live/smoke/engine-live"),
+        ("candidate smoke, every check executed", "live/smoke/candidate-all"),
+        ("candidate smoke, every verdict carried (no binary changed)", "live/smoke/candidate-carried"),
+        ("full smoke through /usr/bin: every applet + suite (4 workers)", "live/smoke/full-p4"),
         ("  same, 2 workers", "live/smoke/full-p2"),
         ("  same, 8 workers", "live/smoke/full-p8"),
         ("  applet checks only (4 workers)", "live/smoke/applets-p4"),
@@ -1046,24 +1125,27 @@ fn report(samples: &Path) -> Res<()> {
         "7. the hook's per-applet primitives on {BASELINE_N} files of {} KiB, µs per applet, {TAKEOVER_RUNS} runs",
         BINARY_BYTES / 1024
     );
-    let mut t = Table::new(&["fs", "primitive", "time p50", "time p95", "in fsync p50", "fsyncs/applet"]);
+    let mut t = Table::new(&["fs", "phase", "how", "time p50", "time p95", "in fsync p50", "fsyncs/applet"]);
     let tlabels: BTreeSet<String> = all
         .keys()
         .filter_map(|k| k.strip_prefix("takeover/").and_then(|r| r.split('/').next()).map(str::to_string))
         .collect();
     for l in &tlabels {
-        for (what, key) in [("harvest (harvest phase)", "harvest"), ("take-over (link phase)", "takeover")] {
-            let v = get(&format!("takeover/{l}/{key}"));
-            let f = get(&format!("takeover/{l}/{key}-fsync"));
-            let c = get(&format!("takeover/{l}/{key}-fsyncs"));
-            t.row(vec![
-                l.clone(),
-                what.into(),
-                us(median(v)),
-                us(pct(v, 95.0)),
-                us(median(f)),
-                format!("{:.0}", median(c)),
-            ]);
+        for (what, key) in [("harvest", "harvest"), ("link (take-over)", "takeover")] {
+            for (how, kind) in [("batched (engine)", "batch"), ("one at a time", "single")] {
+                let v = get(&format!("takeover/{l}/{kind}/{key}"));
+                let f = get(&format!("takeover/{l}/{kind}/{key}-fsync"));
+                let c = get(&format!("takeover/{l}/{kind}/{key}-fsyncs"));
+                t.row(vec![
+                    l.clone(),
+                    what.into(),
+                    how.into(),
+                    us(median(v)),
+                    us(pct(v, 95.0)),
+                    us(median(f)),
+                    format!("{:.2}", median(c)),
+                ]);
+            }
         }
     }
     t.print(&mut out);

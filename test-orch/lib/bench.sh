@@ -6,6 +6,8 @@
 #     transactions with the full real applet sets (every GNU coreutils +
 #     findutils command, every uutils counterpart, `use uutils`), phase by
 #     phase from the facts log, and the hook process's wall time;
+#     1b. the same inside `pacman -U uutils-coreutils` (every uutils binary
+#     changes: every smoke check executes);
 #  2. the same transactions without our hooks (interleaved), and the ratio;
 #  3-5. flip latency, rebuild cost and the per-target baseline on tmpfs
 #     (/tmp) and on a loop-mounted ext4 (real fsync);
@@ -59,6 +61,13 @@ for v in "${versions[@]}"; do
         || fail "${pkg[$v]} does not hold a regular usr/bin/ls (a package built from a switched root?)"
 done
 
+# Three uutils-coreutils versions (the same real binaries, each a new file
+# to pacman): the workload where every uutils binary changes and the
+# candidate smoke executes every check (section 1b).
+uu_versions=(0.12.0-5 0.12.0-6 0.12.0-7)
+declare -A uupkg
+for v in "${uu_versions[@]}"; do uupkg[$v]=$(mkpkg uutils-coreutils "$v"); done
+
 step "scenario: pacman -U coreutils, findutils, uutils-coreutils, uutils-findutils, oxidizr-arch; use uutils"
 install_all
 OXIDIZR_BIN=$work/oxidizr-hook install_oxidizr
@@ -110,6 +119,20 @@ for i in $(seq "$runs"); do
 done
 # Leave the system as the last hooked transaction made it: links repaired.
 transaction $n 1 0
+
+step "$runs pacman -U uutils-coreutils with our hooks (every uutils binary changes)"
+sed -i "s|time $samples hook/wall|time $samples hook-uu/wall|" "$post"
+for i in $(seq 0 "$runs"); do
+    v=${uu_versions[$((i % 3))]}
+    pacman -U --noconfirm "${uupkg[$v]}" >"$work/pacman.log" 2>&1 \
+        || { cat "$work/pacman.log"; fail "pacman -U uutils-coreutils $v failed"; }
+    grep -q "oxidizr-arch: profile uutils active: generation" "$work/pacman.log" \
+        || { cat "$work/pacman.log"; fail "the hook did not build a new generation (uutils-coreutils $v)"; }
+    # The first one (from the installed 0.12.0-1) is a warm-up: not recorded.
+    if [ "$i" -gt 0 ]; then "$bench" record-hook "$samples" hook-uu; else sed -i '$d' "$samples"; fi
+    if [ $((i % 5)) = 0 ] && [ "$i" -gt 0 ]; then step "  $i/$runs"; fi
+done
+sed -i "s|time $samples hook-uu/wall|time $samples hook/wall|" "$post"
 
 step "flip, rebuild and per-target baseline on tmpfs (/tmp)"
 findmnt -no FSTYPE -T /tmp | grep -qx tmpfs || fail "/tmp is not a tmpfs"
