@@ -1,7 +1,9 @@
 //! Smoke tests: run real commands and decide whether they work.
 //!
-//! [`run`] is called on a candidate generation (through its `bin/` directory)
-//! and again through `/usr/bin` after the flip. It runs two suites:
+//! [`run`] executes commands and judges them; [`crate::verdict`] decides
+//! which to run (the candidate generation through its `bin/` directory,
+//! verdicts carried over for unchanged binaries, one applet per binary
+//! through `/usr/bin` after the flip). It runs two suites:
 //!
 //! - **applet checks**: every [`SmokeTarget`] is executed once, in parallel;
 //! - **behavioural checks**: a fixed suite of small jobs (list, copy, hash,

@@ -76,6 +76,17 @@ impl Root {
     }
 }
 
+/// A root with the passing applets `alpha` and `beta` and their targets.
+fn two_good_applets() -> (Root, Vec<SmokeTarget>) {
+    let root = Root::new();
+    for applet in ["alpha", "beta"] {
+        root.script(applet, true);
+        root.link(applet, applet);
+    }
+    let targets = root.targets(&["alpha", "beta"]);
+    (root, targets)
+}
+
 fn cfg() -> SmokeConfig {
     SmokeConfig { timeout: Duration::from_secs(10), ..SmokeConfig::default() }
 }
@@ -90,12 +101,7 @@ fn reused(report: &SmokeReport) -> Vec<&str> {
 
 #[test]
 fn an_unchanged_binary_keeps_its_verdict_and_is_not_executed_again() {
-    let root = Root::new();
-    root.script("alpha", true);
-    root.script("beta", true);
-    root.link("alpha", "alpha");
-    root.link("beta", "beta");
-    let targets = root.targets(&["alpha", "beta"]);
+    let (root, targets) = two_good_applets();
     let first = candidate(&cfg(), &targets, &bin_dir(&root), &[], true);
     assert!(first.passed, "{first:?}");
     assert_eq!(root.runs().len(), 2, "both applets executed the first time");
@@ -110,12 +116,7 @@ fn an_unchanged_binary_keeps_its_verdict_and_is_not_executed_again() {
 
 #[test]
 fn a_changed_binary_runs_again() {
-    let root = Root::new();
-    root.script("alpha", true);
-    root.script("beta", true);
-    root.link("alpha", "alpha");
-    root.link("beta", "beta");
-    let targets = root.targets(&["alpha", "beta"]);
+    let (root, targets) = two_good_applets();
     let first = candidate(&cfg(), &targets, &bin_dir(&root), &[], true);
     root.runs();
     // A new file (as pacman installs one): alpha runs again, beta is carried.
