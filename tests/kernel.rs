@@ -155,3 +155,61 @@ fn a_batch_take_over_records_every_prior_before_any_name_changes() {
     let restored: Vec<Snapshot> = names.iter().map(|n| snapshot(&bin.join(n))).collect();
     assert_eq!(restored, before);
 }
+
+/// Temporary names (`.oxidizr-tmp.*`) left in a directory.
+fn leftover_tmps(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".oxidizr-tmp."))
+        .collect()
+}
+
+#[test]
+fn a_failed_batch_leaves_no_temporary_name_and_no_half_store() {
+    use oxidizr_arch::kernel::durable::{read_bytes, write_many};
+    use oxidizr_arch::kernel::harvest::{harvest_many, HarvestItem};
+    use oxidizr_arch::kernel::FsyncLog;
+    use std::os::unix::fs::MetadataExt;
+
+    require_testbed();
+    let k = KRoot::new();
+    for n in ["a", "b", "c"] {
+        fs::write(k.bin().join(n), format!("GNU {n}")).unwrap();
+    }
+    let store_path = k.path.join("usr/lib/oxidizr-arch/store");
+    // "b" cannot be stored: a directory holds its name in the store.
+    fs::create_dir_all(store_path.join("b")).unwrap();
+    let (bin, store) = (k.dir("usr/bin"), k.dir("usr/lib/oxidizr-arch/store"));
+    let items: Vec<HarvestItem> = ["a", "b", "c"]
+        .iter()
+        .map(|n| HarvestItem { src: &bin, name: n, dst: &store, dst_name: n, known_sha256: None })
+        .collect();
+    let e = harvest_many(&items, &mut FsyncLog::default()).unwrap_err();
+    assert_eq!(e.id, ErrorId::Ownership, "{e}");
+    assert!(leftover_tmps(&store_path).is_empty(), "{:?}", leftover_tmps(&store_path));
+    assert!(!store_path.join("a").exists() && !store_path.join("c").exists(), "nothing stored before the refusal");
+
+    // The batch is all or nothing at the refusal; fixed, it stores all three
+    // as the very inodes pacman wrote.
+    fs::remove_dir(store_path.join("b")).unwrap();
+    let done = harvest_many(&items, &mut FsyncLog::default()).unwrap();
+    assert!(done.iter().all(|h| !h.already && !h.degraded));
+    for n in ["a", "b", "c"] {
+        let (s, b) = (fs::metadata(store_path.join(n)).unwrap(), fs::metadata(k.bin().join(n)).unwrap());
+        assert_eq!((s.dev(), s.ino()), (b.dev(), b.ino()), "{n} is the same inode");
+    }
+    assert!(harvest_many(&items, &mut FsyncLog::default()).unwrap().iter().all(|h| h.already));
+
+    // Documents: a name that cannot be replaced fails the batch, no
+    // temporary file stays, and every name holds whole old or new content.
+    let docs = k.dir("var/lib/oxidizr-arch/sidecars");
+    let docs_path = k.path.join("var/lib/oxidizr-arch/sidecars");
+    fs::write(docs_path.join("x.json"), "old x").unwrap();
+    fs::create_dir(docs_path.join("y.json")).unwrap();
+    let files: [(&str, &[u8]); 3] = [("x.json", b"new x"), ("y.json", b"new y"), ("z.json", b"new z")];
+    assert!(write_many(&docs, &files, &mut FsyncLog::default()).is_err());
+    assert!(leftover_tmps(&docs_path).is_empty(), "{:?}", leftover_tmps(&docs_path));
+    assert_eq!(read_bytes(&docs, "x.json").unwrap().unwrap(), b"new x", "renamed before the failure");
+    assert!(!docs_path.join("z.json").exists(), "not renamed after the failure");
+}
