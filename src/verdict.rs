@@ -22,10 +22,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::fs::{fstat, open, openat2, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use crate::plan::PlannedApplet;
 use crate::smoke::{self, CheckResult, SmokeConfig, SmokeReport, SmokeTarget};
@@ -67,33 +68,90 @@ impl Identity {
 /// would (absolute symlinks stay inside the root), without opening any file
 /// for reading or writing.
 pub struct Resolver {
+    path: PathBuf,
     root: Option<OwnedFd>,
 }
+
+/// Symlinks followed while resolving one path, at most (the kernel's limit).
+const MAX_HOPS: usize = 40;
 
 impl Resolver {
     /// A resolver for `root`; when the root cannot be opened every
     /// [`Resolver::identify`] fails (and no verdict is ever reused).
     pub fn new(root: &Path) -> Resolver {
-        Resolver { root: open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok() }
+        let fd = open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
+        Resolver { path: root.to_path_buf(), root: fd }
     }
 
     /// The identity of the file `inside` (an absolute path inside the root)
     /// resolves to, following symlinks within the root; Err is a reason.
+    /// Uses `openat2(RESOLVE_IN_ROOT)`; where the kernel or a seccomp filter
+    /// refuses that call, [`Resolver::identify_walking`] gives the answer.
     pub fn identify(&self, inside: &str) -> Result<Identity, String> {
         let root = self.root.as_ref().ok_or("the root cannot be opened")?;
         let relative = inside.trim_start_matches('/');
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let fd = openat2(root, relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how)
-            .map_err(|e| format!("{inside} does not resolve: {e}"))?;
-        let st = fstat(&fd).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
-        let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
-        Ok(Identity {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
-            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
-        })
+        match openat2(root, relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
+                Ok(identity(&st))
+            }
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG | Errno::OPNOTSUPP) => {
+                self.identify_walking(inside)
+            }
+            Err(e) => Err(format!("{inside} does not resolve: {e}")),
+        }
+    }
+
+    /// [`Resolver::identify`] without `openat2`: walks `inside` one
+    /// component at a time from the root, reading each symlink and
+    /// restarting at the root for an absolute one (`..` never leaves the
+    /// root), at most 40 links. Reads only; the same answer.
+    pub fn identify_walking(&self, inside: &str) -> Result<Identity, String> {
+        let mut todo: Vec<String> = components(inside).into_iter().rev().collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            let here = done.iter().fold(self.path.clone(), |p, d| p.join(d)).join(&c);
+            let meta = std::fs::symlink_metadata(&here).map_err(|e| format!("{inside} does not resolve: {e}"))?;
+            if !meta.file_type().is_symlink() {
+                done.push(c);
+                continue;
+            }
+            hops += 1;
+            if hops > MAX_HOPS {
+                return Err(format!("{inside} does not resolve: too many levels of symbolic links"));
+            }
+            let dest = std::fs::read_link(&here).map_err(|e| format!("{inside} does not resolve: {e}"))?;
+            let dest = dest.to_str().ok_or_else(|| format!("{inside} leads through a link that is not UTF-8"))?;
+            if dest.starts_with('/') {
+                done.clear();
+            }
+            todo.extend(components(dest).into_iter().rev());
+        }
+        let target = done.iter().fold(self.path.clone(), |p, d| p.join(d));
+        let st = rustix::fs::stat(&target).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
+        Ok(identity(&st))
+    }
+}
+
+/// The non-empty components of a path other than `.`.
+fn components(path: &str) -> Vec<String> {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
+}
+
+fn identity(st: &rustix::fs::Stat) -> Identity {
+    let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+    Identity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
     }
 }
 

@@ -232,10 +232,22 @@ fn live_executes_one_command_per_binary_and_fails_a_link_elsewhere() {
 fn identities_resolve_inside_the_root() {
     let root = Root::new();
     root.script("multi", true);
+    fs::create_dir_all(root.host("/usr/lib/deep")).unwrap();
     symlink("/real/multi", root.host("/bin/abs")).unwrap();
+    symlink("../real/multi", root.host("/bin/rel")).unwrap();
+    symlink("/bin/rel", root.host("/bin/chain")).unwrap();
+    // `..` past the root stays at the root, as in a chroot.
+    symlink("../../../../../real/multi", root.host("/usr/lib/deep/up")).unwrap();
+    symlink("loop-b", root.host("/bin/loop-a")).unwrap();
+    symlink("loop-a", root.host("/bin/loop-b")).unwrap();
     let r = Resolver::new(root.path());
-    let via_link = r.identify("/bin/abs").unwrap();
     let direct = r.identify("/real/multi").unwrap();
-    assert_eq!(via_link, direct, "an absolute link resolves inside the root, not on the host");
-    assert!(r.identify("/bin/missing").is_err());
+    for path in ["/bin/abs", "/bin/rel", "/bin/chain", "/usr/lib/deep/up", "/bin/../real/./multi"] {
+        assert_eq!(r.identify(path).unwrap(), direct, "{path} resolves inside the root, not on the host");
+        assert_eq!(r.identify_walking(path).unwrap(), direct, "{path}: the walking fallback agrees");
+    }
+    for bad in ["/bin/missing", "/bin/loop-a", "/real/multi/x"] {
+        assert!(r.identify(bad).is_err(), "{bad}");
+        assert!(r.identify_walking(bad).is_err(), "{bad} (walking)");
+    }
 }
