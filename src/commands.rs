@@ -124,7 +124,7 @@ fn locked(
 ) -> Result<Output> {
     let config = Config::load(&g.root)?;
     let lock_wait = Duration::from_secs(g.lock_timeout.unwrap_or(config.lock_timeout_secs));
-    let opts = Options { reuse_smoke: hook, ..options(g, &config, dry_run) };
+    let opts = Options { reuse_smoke: hook && config.reuse_smoke_verdicts, ..options(g, &config, dry_run) };
     let mut engine = Engine::new(opts, config, operation)?;
     if dry_run {
         let mut state = engine.load_state()?;

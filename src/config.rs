@@ -60,6 +60,15 @@ pub struct Config {
     /// Seconds each smoke-test command may run.
     #[serde(default = "default_smoke_timeout")]
     pub smoke_timeout_secs: u64,
+    /// Whether the pacman hooks carry a passed smoke verdict over to a new
+    /// generation whose binary is the very same unchanged file (see
+    /// `verdict`); false: the hooks execute every check every time.
+    #[serde(default = "default_reuse")]
+    pub reuse_smoke_verdicts: bool,
+}
+
+fn default_reuse() -> bool {
+    true
 }
 
 fn default_keep() -> usize {
@@ -81,6 +90,7 @@ impl Default for Config {
             keep_generations: default_keep(),
             lock_timeout_secs: default_lock_timeout(),
             smoke_timeout_secs: default_smoke_timeout(),
+            reuse_smoke_verdicts: default_reuse(),
         }
     }
 }

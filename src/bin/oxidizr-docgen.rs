@@ -39,7 +39,7 @@ const FILES: [(&str, &str); 7] = [
     (
         "/etc/oxidizr-arch/config.toml",
         "The managed families (GNU package, uutils packages, command prefix) and the keep_generations, \
-         lock_timeout_secs and smoke_timeout_secs settings. A missing file means the built-in Arch defaults.",
+         lock_timeout_secs, smoke_timeout_secs and reuse_smoke_verdicts settings. A missing file means the built-in Arch defaults.",
     ),
     (
         "/usr/lib/oxidizr-arch",

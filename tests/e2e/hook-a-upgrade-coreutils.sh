@@ -28,3 +28,25 @@ pacman_U "$(mkpkg findutils 4.11.0-1)" 2>&1 | tee /tmp/pacman2.out | tail -2
 grep -q "command failed" /tmp/pacman2.out && fail "the hook failed on a reinstall"
 every_applet_resolves
 expect_exit 0 "$OXIDIZR" verify
+
+# The candidate smoke of each hooked transaction, from the facts log.
+last_candidate() { grep '"operation":"post-transaction","stage":"smoke-candidate"' /var/log/oxidizr-arch/facts.jsonl | tail -1; }
+
+step "the coreutils upgrade changed no uutils binary: every candidate verdict was carried over"
+grep '"operation":"post-transaction","stage":"smoke-candidate"' /var/log/oxidizr-arch/facts.jsonl | head -1 \
+    | grep -q '(0 executed, ' || fail "the hook re-executed checks of unchanged binaries: $(last_candidate)"
+
+step "a uutils upgrade changes every uutils binary: every applet check executes again"
+pacman_U "$(mkpkg uutils-coreutils 0.12.0-2)" >/dev/null
+n=$(managed_applets | wc -l)
+last_candidate | grep -qE "\(([0-9]+) executed" || fail "no candidate smoke fact: $(last_candidate)"
+executed=$(last_candidate | sed -E 's/.*\(([0-9]+) executed.*/\1/')
+[ "$executed" -ge "$n" ] || fail "only $executed checks executed after a uutils upgrade ($n applets)"
+
+step "reuse_smoke_verdicts = false: the hooks execute every check every time"
+mkdir -p /etc/oxidizr-arch
+printf 'reuse_smoke_verdicts = false\n' >/etc/oxidizr-arch/config.toml
+pacman_U "$(mkpkg coreutils 9.10-1)" >/dev/null
+last_candidate | grep -q ', 0 unchanged binaries)' || fail "verdicts were carried over against the config: $(last_candidate)"
+every_applet_resolves
+expect_exit 0 "$OXIDIZR" verify
