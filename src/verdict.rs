@@ -144,14 +144,17 @@ fn components(path: &str) -> Vec<String> {
     path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
 }
 
+// The `st_*` field types differ between architectures: the casts are
+// no-ops on x86_64 only.
+#[allow(clippy::unnecessary_cast)]
 fn identity(st: &rustix::fs::Stat) -> Identity {
     let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
     Identity {
-        dev: st.st_dev,
-        ino: st.st_ino,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
         size: u64::try_from(st.st_size).unwrap_or(0),
-        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
-        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
+        mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
     }
 }
 

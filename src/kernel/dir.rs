@@ -67,6 +67,9 @@ pub struct Meta {
 
 impl Meta {
     /// Metadata from a `stat` result.
+    // The `st_*` field types differ between architectures: the casts are
+    // no-ops on x86_64 only.
+    #[allow(clippy::unnecessary_cast)]
     pub fn from_stat(st: &Stat) -> Meta {
         Meta {
             dev: st.st_dev as u64,
@@ -253,10 +256,10 @@ impl Dir {
     pub fn list(&self) -> Result<Vec<String>> {
         let fd = rustix::fs::openat(&self.fd, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
-        let mut dir = rustix::fs::Dir::read_from(&fd)
+        let dir = rustix::fs::Dir::read_from(&fd)
             .map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
         let mut names = Vec::new();
-        while let Some(ent) = dir.next() {
+        for ent in dir {
             let ent =
                 ent.map_err(|e| Error::io(ErrorId::Io, format!("cannot list {}", self.path.display()), e.into()))?;
             let name = String::from_utf8_lossy(ent.file_name().to_bytes()).into_owned();
