@@ -249,7 +249,9 @@ impl Engine {
         let n = self.allocate(state)?;
         self.record_intent(active, Some(n), Some(profile))?;
         crate::kernel::crash::point("engine:after-intent");
-        match self.build_and_activate(&plan, &gnu_plan, n, harvest.sha256, active) {
+        // Repair (force) never trusts an existing tree: it builds its own.
+        let shared = if force { None } else { self.shareable_tree(active, &plan)? };
+        match self.build_and_activate(&plan, &gnu_plan, n, shared, harvest.sha256, active) {
             Ok(()) => {
                 self.commit(state, profile, n, true)?;
                 self.fact(
@@ -350,13 +352,15 @@ impl Engine {
         Intent::clear(&dir, &mut self.log)
     }
 
-    /// Builds generation `n`, smokes it as a candidate, then activates it;
-    /// a failed live smoke runs the rollback chain and returns `E_SMOKE`.
+    /// Builds generation `n` (sharing generation `shared`'s links when
+    /// given), smokes it as a candidate, then activates it; a failed live
+    /// smoke runs the rollback chain and returns `E_SMOKE`.
     fn build_and_activate(
         &mut self,
         plan: &Plan,
         gnu_plan: &Plan,
         n: u64,
+        shared: Option<u64>,
         sha: BTreeMap<String, String>,
         from: Option<u64>,
     ) -> Result<()> {
@@ -364,13 +368,18 @@ impl Engine {
         let earlier = if self.opts.reuse_smoke { self.earlier_reports()? } else { Vec::new() };
         let reuse = self.opts.reuse_smoke;
         let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, reuse);
-        let manifest = generation::build(&self.layout, plan, n, sha.clone(), &smoke_fn, &mut self.log)?;
+        let manifest =
+            generation::build_sharing(&self.layout, plan, n, sha.clone(), &smoke_fn, &mut self.log, shared)?;
         crate::kernel::crash::point("engine:after-build");
         let checks = manifest.smoke.applets.iter().chain(&manifest.smoke.behaviour);
         let (total, reused) = checks.fold((0, 0), |(t, r), c| (t + 1, r + usize::from(c.reused)));
+        let links = shared.map(|m| format!(" (the links of generation {m})")).unwrap_or_default();
         self.fact(
             "smoke-candidate",
-            format!("generation {n}: {total} checks passed ({} executed, {reused} unchanged binaries)", total - reused),
+            format!(
+                "generation {n}{links}: {total} checks passed ({} executed, {reused} unchanged binaries)",
+                total - reused
+            ),
             None,
             from,
             Some(n),
@@ -422,6 +431,20 @@ impl Engine {
         self.link_all(&plan, gnu_plan, known)?;
         crate::kernel::crash::point("engine:after-link");
         Ok(verdict::live(&self.smoke_config(), &manifest.applets))
+    }
+
+    /// The generation whose links a new generation for `plan` can share:
+    /// the active generation's tree owner, when the active generation links
+    /// exactly the plan's applets to exactly the plan's targets.
+    fn shareable_tree(&self, active: Option<u64>, plan: &Plan) -> Result<Option<u64>> {
+        let Some(a) = active else { return Ok(None) };
+        let Ok(m) = generation::read_manifest(&self.layout, a) else { return Ok(None) };
+        let same_links = m.applets.len() == plan.applets.len()
+            && m.applets.iter().all(|(applet, p)| plan.applets.get(applet).is_some_and(|q| q.target == p.target));
+        if !same_links {
+            return Ok(None);
+        }
+        generation::tree_owner(&self.layout, a)
     }
 
     /// The candidate smoke reports of the active generation and the profile
@@ -721,6 +744,10 @@ impl Engine {
         for p in [Profile::Gnu, Profile::Uutils] {
             keep.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
         }
+        // A kept generation that shares another's links keeps that one too.
+        let owners: Vec<u64> =
+            keep.iter().filter_map(|n| generation::tree_owner(&self.layout, *n).ok().flatten()).collect();
+        keep.extend(owners);
         let gens = generation::generations_dir(&self.layout)?;
         let mut removed = Vec::new();
         for n in numbers.iter().filter(|n| !keep.contains(n)) {

@@ -63,10 +63,27 @@ pub fn build(
     smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
     log: &mut FsyncLog,
 ) -> Result<Manifest> {
+    build_sharing(layout, plan, number, store_sha256, smoke, log, None)
+}
+
+/// [`build`], with the links of generation `shared` (a published generation
+/// whose own `bin` directory holds exactly the plan's links, see
+/// [`tree_owner`]) instead of a new tree: `bin` is then the symlink
+/// `../<shared>/bin`. A coreutils upgrade under the uutils profile changes
+/// no link, only the manifest.
+pub fn build_sharing(
+    layout: &Layout,
+    plan: &Plan,
+    number: u64,
+    store_sha256: BTreeMap<String, String>,
+    smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
+    log: &mut FsyncLog,
+    shared: Option<u64>,
+) -> Result<Manifest> {
     let gens = generations_dir(layout)?;
     let staging = Staging::create(&gens, &number.to_string())?;
     let name = staging.staging_name().to_string();
-    let built = stage_and_publish(staging, plan, number, store_sha256, smoke, log);
+    let built = stage_and_publish(staging, plan, number, store_sha256, smoke, log, shared);
     if built.is_err() && matches!(gens.entry(&name), Ok(Entry::Directory(_))) {
         // A failed build (smoke, ENOSPC, ...) leaves no staging tree behind.
         let _ = remove_tree(&gens, &name);
@@ -81,10 +98,16 @@ fn stage_and_publish(
     store_sha256: BTreeMap<String, String>,
     smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
     log: &mut FsyncLog,
+    shared: Option<u64>,
 ) -> Result<Manifest> {
-    let bin = staging.mkdir("bin")?;
-    for (applet, planned) in &plan.applets {
-        staging.symlink_in(bin, applet, &planned.target)?;
+    match shared {
+        Some(owner) => staging.symlink_in(0, "bin", &shared_bin(owner))?,
+        None => {
+            let bin = staging.mkdir("bin")?;
+            for (applet, planned) in &plan.applets {
+                staging.symlink_in(bin, applet, &planned.target)?;
+            }
+        }
     }
     let staged_bin = format!("/{LIB}/generations/{}/bin", staging.staging_name());
     let targets: Vec<SmokeTarget> =
@@ -147,6 +170,44 @@ pub fn generations_dir_ro(layout: &Layout) -> Result<Option<Dir>> {
         return Ok(None);
     }
     existing_subdir(&layout.lib(false)?, "generations")
+}
+
+/// The `bin` symlink of a generation that shares generation `owner`'s links.
+pub fn shared_bin(owner: u64) -> String {
+    format!("../{owner}/bin")
+}
+
+/// The generation whose `bin` directory holds generation `n`'s links: `n`
+/// itself (its `bin` is a directory), or the generation its `bin` symlink
+/// names (`../<M>/bin`, M another published generation whose `bin` is a
+/// directory). None when `bin` is anything else: not a tree of ours.
+pub fn tree_owner(layout: &Layout, n: u64) -> Result<Option<u64>> {
+    let Some(gens) = generations_dir_ro(layout)? else { return Ok(None) };
+    let gdir = match gens.entry(&n.to_string())? {
+        Entry::Directory(_) => gens.subdir(&n.to_string(), false)?,
+        _ => return Ok(None),
+    };
+    match gdir.entry("bin")? {
+        Entry::Directory(_) => Ok(Some(n)),
+        Entry::Symlink(_, dest) => {
+            let owner = dest
+                .strip_prefix("../")
+                .and_then(|r| r.strip_suffix("/bin"))
+                .and_then(|m| m.parse::<u64>().ok())
+                .filter(|m| *m != n && shared_bin(*m) == dest);
+            let own_tree = |m: u64| -> Result<bool> {
+                Ok(match gens.entry(&m.to_string())? {
+                    Entry::Directory(_) => matches!(gens.subdir(&m.to_string(), false)?.entry("bin")?, Entry::Directory(_)),
+                    _ => false,
+                })
+            };
+            match owner {
+                Some(m) if own_tree(m)? => Ok(Some(m)),
+                _ => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Reads generation `n`'s manifest; `E_STATE_CORRUPT` if it is damaged.

@@ -432,7 +432,12 @@ fn foreign_entries(engine: &Engine) -> Result<Vec<Problem>> {
                 ));
             }
         }
-        let bin = gdir.subdir("bin", false)?;
+        // Its links: its own tree, or the tree of the generation it shares.
+        let Some(owner) = generation::tree_owner(&engine.layout, n)? else {
+            out.push(problem("foreign-entry", format!("/{LIB}/generations/{n}/bin is not a tree of links of ours")));
+            continue;
+        };
+        let bin = gens.subdir(&owner.to_string(), false)?.subdir("bin", false)?;
         for name in bin.list()? {
             let ok = match (m.applets.get(&name), bin.entry(&name)?) {
                 (Some(p), Entry::Symlink(_, d)) => d == p.target,
@@ -492,6 +497,21 @@ pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
                 park(&gdir, &name, &mut moved)?;
             }
         }
+        match generation::tree_owner(&engine.layout, n)? {
+            // Sharing another generation's links: that tree is checked as
+            // its owner's (the same links by construction).
+            Some(owner) if owner != n => continue,
+            Some(_) => {}
+            // No tree of ours: the generation cannot be trusted.
+            None => {
+                if Some(n) != active {
+                    dismantle(&gdir, &mut |d, name| park(d, name, &mut moved))?;
+                    gens.remove_dir(&n.to_string())?;
+                    drop_profile_pointers(engine, n)?;
+                }
+                continue;
+            }
+        }
         let bin = gdir.subdir("bin", false)?;
         for name in bin.list()? {
             let ok =
@@ -535,6 +555,9 @@ fn dismantle(gdir: &crate::kernel::Dir, park: &mut dyn FnMut(&crate::kernel::Dir
                     }
                 }
                 gdir.remove_dir("bin")?;
+            }
+            ("bin", Entry::Symlink(_, dest)) if dest.starts_with("../") && dest.ends_with("/bin") => {
+                gdir.remove_file(&name)?
             }
             (generation::MANIFEST, Entry::File(_)) => gdir.remove_file(&name)?,
             _ => park(gdir, &name)?,

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -781,6 +782,7 @@ fn live_bench(samples: &Path) -> Res<()> {
         s.dur("live/durable-write", t0.elapsed());
     }
     std::fs::remove_dir_all(probe).map_err(e2s)?;
+    floor_bench(&mut s, &gnu)?;
     // The plan phase split: opening the ALPM handle + reading the packages, and planning.
     for _ in 0..20 {
         let t0 = Instant::now();
@@ -792,6 +794,66 @@ fn live_bench(samples: &Path) -> Res<()> {
         s.dur("live/alpm-load", t1 - t0);
         s.dur("live/plan", t1.elapsed());
     }
+    s.flush()
+}
+
+/// The work a coreutils upgrade's hook cannot avoid on this root, measured
+/// alone, where the hook does it: making the N files pacman wrote durable
+/// (pacman does not fsync them), one symlink renamed over each of N names in
+/// `/usr/bin` (the links back), N symlinks in a new directory under
+/// `/usr/lib/oxidizr-arch` (the generation tree) and N small durable files
+/// under `/var/lib/oxidizr-arch` (the sidecars). FLOOR_RUNS times each.
+fn floor_bench(s: &mut Samples, gnu: &Plan) -> Res<()> {
+    const FLOOR_RUNS: usize = 10;
+    let n = gnu.applets.len();
+    let mut binaries = Vec::with_capacity(n);
+    for planned in gnu.applets.values() {
+        binaries.push(std::fs::read(&planned.target).map_err(e2s)?);
+    }
+    let layout = Layout::open(Path::new("/")).map_err(e2s)?;
+    let (tree, docs_dir) = (format!("{LIB}/bench-floor"), "var/lib/oxidizr-arch/bench-floor");
+    let names: Vec<String> = (0..n).map(|i| format!("oxidizr-bench-floor.{i}")).collect();
+    for _ in 0..FLOOR_RUNS {
+        let bin = layout.bin().map_err(e2s)?;
+        // As pacman leaves them: written, closed, not synced.
+        let mut files = Vec::with_capacity(n);
+        for (name, bytes) in names.iter().zip(&binaries) {
+            std::fs::write(format!("/{BIN}/{name}"), bytes).map_err(e2s)?;
+            files.push(bin.open_file(name).map_err(e2s)?);
+        }
+        {
+            let batch: Vec<_> = files.iter().zip(&names).map(|(f, name)| (f.as_fd(), name.clone())).collect();
+            let t0 = Instant::now();
+            FsyncLog::default().fsync_many(&batch).map_err(e2s)?;
+            s.dur("floor/fsync-pacman-files", t0.elapsed());
+        }
+        drop(files);
+        let t0 = Instant::now();
+        for name in &names {
+            let tmp = bin.symlink_tmp(name, &format!("/{LIB}/active/bin/{name}")).map_err(e2s)?;
+            bin.rename(&tmp, name).map_err(e2s)?;
+        }
+        s.dur("floor/links-back", t0.elapsed());
+        for name in &names {
+            bin.remove_file(name).map_err(e2s)?;
+        }
+        let gen = layout.dir(&tree, true).map_err(e2s)?;
+        let t0 = Instant::now();
+        for name in &names {
+            rustix::fs::symlinkat(format!("/{LIB}/store/{name}"), gen.fd(), name.as_str()).map_err(e2s)?;
+        }
+        s.dur("floor/generation-tree", t0.elapsed());
+        let docs = layout.dir(docs_dir, true).map_err(e2s)?;
+        let bodies: Vec<(String, Vec<u8>)> = names.iter().map(|n| (format!("{n}.json"), vec![b'x'; 600])).collect();
+        let bodies: Vec<(&str, &[u8])> = bodies.iter().map(|(a, b)| (a.as_str(), b.as_slice())).collect();
+        let t0 = Instant::now();
+        oxidizr_arch::kernel::durable::write_many(&docs, &bodies, &mut FsyncLog::default()).map_err(e2s)?;
+        s.dur("floor/sidecars", t0.elapsed());
+        drop((gen, docs));
+        std::fs::remove_dir_all(format!("/{tree}")).map_err(e2s)?;
+        std::fs::remove_dir_all(format!("/{docs_dir}")).map_err(e2s)?;
+    }
+    s.add("floor/n", n as f64);
     s.flush()
 }
 
@@ -1079,7 +1141,7 @@ fn report(samples: &Path) -> Res<()> {
     // 6. Where the hook's time goes.
     let _ = writeln!(out, "6. where the hook's time goes: measured on the live root after the runs above, ms");
     let mut t = Table::new(&["measure", "runs", "median", "p95"]);
-    let live: [(&str, &str); 20] = [
+    let live: [(&str, &str); 24] = [
         ("live smoke as the engine runs it (resolve all, exec 1 per binary)", "live/smoke/engine-live"),
         ("candidate smoke, every check executed", "live/smoke/candidate-all"),
         ("candidate smoke, every verdict carried (no binary changed)", "live/smoke/candidate-carried"),
@@ -1100,6 +1162,10 @@ fn report(samples: &Path) -> Res<()> {
         ("durable small write on / (file + dir fsync)", "live/durable-write"),
         ("sha256 of every stored GNU binary, one pass", "live/sha256-gnu"),
         ("(hook) candidate smoke, for comparison", "hook/candidate-smoke"),
+        ("floor: fsync the GNU files as pacman left them (/usr/bin)", "floor/fsync-pacman-files"),
+        ("floor: links back (symlink + rename over N names in /usr/bin)", "floor/links-back"),
+        ("floor: a generation tree (N symlinks, new directory)", "floor/generation-tree"),
+        ("floor: N sidecar-sized durable files (write_many)", "floor/sidecars"),
     ];
     for (name, key) in live {
         let v = get(key);
@@ -1116,6 +1182,18 @@ fn report(samples: &Path) -> Res<()> {
         "  (the stored GNU binaries: {:.1} MiB in all; /usr/bin/ls (uutils multicall): {:.1} MiB)",
         median(get("live/gnu-bytes")) / 1048576.0,
         median(get("live/uutils-ls-bytes")) / 1048576.0
+    );
+    let floor: f64 = ["fsync-pacman-files", "links-back", "generation-tree", "sidecars"]
+        .iter()
+        .map(|k| median(get(&format!("floor/{k}"))))
+        .sum();
+    let _ = writeln!(
+        out,
+        "  floor of a coreutils upgrade's hook on this root (N = {:.0}): the four floor rows = {} ms, \
+         against pacman's own transaction {} ms (median, without our hooks)",
+        median(get("floor/n")),
+        ms(floor),
+        ms(median(get("pacman/without")))
     );
     let _ = writeln!(out);
 

@@ -50,3 +50,39 @@ pacman_U "$(mkpkg coreutils 9.10-1)" >/dev/null
 last_candidate | grep -q ', 0 unchanged binaries)' || fail "verdicts were carried over against the config: $(last_candidate)"
 every_applet_resolves
 expect_exit 0 "$OXIDIZR" verify
+
+step "a coreutils upgrade under uutils changes no link: the new generation shares the links of the last tree"
+lib=/usr/lib/oxidizr-arch
+printf 'reuse_smoke_verdicts = true\n' >/etc/oxidizr-arch/config.toml
+# Every generation since `use uutils` has had the same links (uutils-coreutils
+# upgrades change binaries, not paths): they all share the first one's tree.
+active=$(readlink "$lib/active"); active=${active#generations/}
+owner=$(readlink "$lib/generations/$active/bin") || fail "generation $active has its own tree"
+owner=${owner#../}; owner=${owner%/bin}
+[ -d "$lib/generations/$owner/bin" ] && [ ! -L "$lib/generations/$owner/bin" ] || fail "generation $owner should own its links"
+for v in 9.11-1 9.9-1 9.10-1 9.11-1 9.9-1; do
+    pacman_U "$(mkpkg coreutils "$v")" >/dev/null
+    g=$(readlink "$lib/active"); g=${g#generations/}
+    [ "$(readlink "$lib/generations/$g/bin")" = "../$owner/bin" ] \
+        || fail "generation $g does not share generation $owner's links: $(ls -ld "$lib/generations/$g/bin")"
+    every_applet_resolves
+done
+# GC kept at most keep_generations (3) + the active, and the owner of the shared links.
+[ -d "$lib/generations/$owner/bin" ] || fail "GC removed generation $owner, whose links the active generation uses"
+ls "$lib/generations"
+[ "$(ls "$lib/generations" | wc -l)" -le 5 ] || fail "GC kept too many generations: $(ls "$lib/generations" | tr '\n' ' ')"
+expect_exit 0 "$OXIDIZR" verify
+
+step "a shared-links pointer that names no generation is found and repaired"
+old=$(ls "$lib/generations" | sort -n | head -1)
+[ "$old" != "$g" ] || fail "no older generation to damage"
+if [ "$old" != "$owner" ]; then
+    ln -sfn ../999/bin "$lib/generations/$old/bin"
+else
+    g2=$(ls "$lib/generations" | sort -n | sed -n 2p); ln -sfn ../999/bin "$lib/generations/$g2/bin"
+fi
+expect_exit 1 "$OXIDIZR" verify
+{ "$OXIDIZR" verify 2>&1 || true; } | grep -q "is not a tree of links of ours" || fail "the bad shared pointer is not named"
+"$OXIDIZR" verify --repair >/dev/null
+expect_exit 0 "$OXIDIZR" verify
+every_applet_resolves
