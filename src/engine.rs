@@ -602,6 +602,12 @@ impl Engine {
                 remove_tree(&lib, tree)?;
             }
         }
+        // An empty quarantine goes too; what repair quarantined is not ours
+        // to delete and stays for the admin (pacman then keeps the directory).
+        if matches!(lib.entry("quarantine")?, Entry::Directory(_)) && lib.subdir("quarantine", false)?.list()?.is_empty()
+        {
+            lib.remove_dir("quarantine")?;
+        }
         lib.sync(&mut self.log)?;
         self.fact("purge", "removed generations, profiles and store", None, None, None);
         Ok(())

@@ -147,6 +147,15 @@ fn a_batch_take_over_records_every_prior_before_any_name_changes() {
     assert_eq!(log.count, 9, "2 kept files + store dir, 4 sidecars + their dir, usr/bin once");
     assert!(batch(&mut FsyncLog::default()).unwrap().iter().all(|t| !t.changed), "a second batch changes nothing");
 
+    // Our link deleted by hand: the link comes back and the sidecar keeps
+    // the prior it recorded (absence now is not what was there before).
+    let recorded = sidecar::read(&sidecars, "a").unwrap().unwrap();
+    fs::remove_file(bin.join("a")).unwrap();
+    let again = batch(&mut FsyncLog::default()).unwrap();
+    assert_eq!((again[0].prior_kind, again[0].changed), ("file", true));
+    assert_eq!(sidecar::read(&sidecars, "a").unwrap().unwrap(), recorded);
+    assert_eq!(fs::read_link(bin.join("a")).unwrap().to_str().unwrap(), links[0]);
+
     // And every prior comes back exactly.
     let m = Managed { bin: &bin_dir, backup: &store, backup_path: "usr/lib/oxidizr-arch/store", sidecars: &sidecars };
     for n in names {

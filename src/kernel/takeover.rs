@@ -91,6 +91,9 @@ pub struct TakeOver<'a> {
 pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut FsyncLog) -> Result<Vec<TakenOver>> {
     let mut results: Vec<Option<TakenOver>> = vec![None; items.len()];
     let mut todo: Vec<(usize, Entry)> = Vec::new();
+    // Names whose link was deleted: their sidecar already records the prior
+    // state (absence now is not the prior state), so only the link returns.
+    let mut relink: Vec<(usize, &'static str)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let current = bin.entry(it.name)?;
         match &current {
@@ -102,6 +105,10 @@ pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut F
                         format!("{} is our link but its sidecar is missing", bin.show(it.name)),
                     ))
                 }
+            },
+            Entry::Absent => match sidecar::read(sidecars, it.name)? {
+                Some(sc) if sc.link == it.link => relink.push((i, sc.prior.kind())),
+                _ => todo.push((i, current)),
             },
             _ => todo.push((i, current)),
         }
@@ -118,14 +125,20 @@ pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut F
             prior: prior.clone(),
         })
         .collect();
-    if todo.is_empty() {
+    if todo.is_empty() && relink.is_empty() {
         return Ok(results.into_iter().map(|r| r.expect("every item decided")).collect());
     }
-    sidecar::write_all(sidecars, &records, log)?;
-    crash::point("takeover:after-sidecar");
+    if !records.is_empty() {
+        sidecar::write_all(sidecars, &records, log)?;
+        crash::point("takeover:after-sidecar");
+    }
     for ((i, _), (prior, degraded)) in todo.iter().zip(&priors) {
         swap_in_symlink(bin, items[*i].name, items[*i].link)?;
         results[*i] = Some(TakenOver { prior_kind: prior.kind(), changed: true, degraded: *degraded });
+    }
+    for (i, kind) in relink {
+        swap_in_symlink(bin, items[i].name, items[i].link)?;
+        results[i] = Some(TakenOver { prior_kind: kind, changed: true, degraded: false });
     }
     bin.sync(log)?;
     crash::point("swap:after-fsync");

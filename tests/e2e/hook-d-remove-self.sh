@@ -7,6 +7,9 @@ inode_table >/tmp/inodes.before
 install_oxidizr
 "$OXIDIZR" use uutils
 /usr/bin/ls --version | head -1 | grep -qi uutils || fail "ls is not uutils"
+# A repair (of a deleted link) creates the quarantine directory on the way.
+rm /usr/bin/cat
+"$OXIDIZR" verify --repair >/dev/null
 
 step "pacman -R oxidizr-arch"
 pacman -R --noconfirm oxidizr-arch 2>&1 | tee /tmp/pacman.out
@@ -22,3 +25,6 @@ for d in generations store profiles; do
     [ ! -e "/usr/lib/oxidizr-arch/$d" ] || fail "/usr/lib/oxidizr-arch/$d was left behind"
 done
 [ ! -e /usr/lib/oxidizr-arch/active ] || fail "active was left behind"
+# Nothing is left in it (the directory itself is not the package's and lies
+# outside what the safety kernel may change: it stays, empty).
+[ -z "$(ls -A /usr/lib/oxidizr-arch 2>/dev/null)" ] || fail "left in /usr/lib/oxidizr-arch: $(ls -A /usr/lib/oxidizr-arch | tr '\n' ' ')"
