@@ -26,7 +26,7 @@ use crate::intent::{Intent, INTENT_SCHEMA};
 use crate::inventory::PackageDb;
 use crate::kernel::publish::remove_tree;
 use crate::kernel::sidecar::{self, Prior};
-use crate::kernel::takeover::{restore, take_over_many, Managed, Restored, TakeOver};
+use crate::kernel::takeover::{restore, take_over_many, Known, Managed, Restored, TakeOver};
 use crate::kernel::{Dir, Entry, FsyncLog};
 use crate::layout::{managed_link, store_dir_name, Layout, LIB, LOG, STATE};
 use crate::plan::{self, Plan, Source};
@@ -93,6 +93,10 @@ pub struct Engine {
     last_fact: Instant,
     /// Set once something ran on a degraded path (EXDEV copy, rollback).
     degraded: bool,
+    /// What this run read of the regular files at managed names (preflight:
+    /// inode flags and xattr names; harvest: sha256), so the link phase
+    /// does not read them again; used only while a name is that very inode.
+    observed: BTreeMap<String, Known>,
     facts: Facts,
     /// Every fsync of this run.
     pub log: FsyncLog,
@@ -114,6 +118,7 @@ impl Engine {
             started: Instant::now(),
             last_fact: Instant::now(),
             degraded: false,
+            observed: BTreeMap::new(),
             facts,
             log: FsyncLog::default(),
         })
@@ -222,7 +227,7 @@ impl Engine {
         let active = generation::active(&self.layout)?;
         if let Some(n) = active.filter(|_| !force) {
             if self.realizes(n, &plan)? {
-                self.link_all(&plan, &gnu_plan, &BTreeMap::new())?;
+                self.link_all(&plan, &gnu_plan)?;
                 self.commit(state, profile, n, true)?;
                 self.fact(
                     "commit",
@@ -236,6 +241,11 @@ impl Engine {
         }
         let harvest = store::harvest_all(&self.layout, &store::gnu_sources(&gnu_plan), &mut self.log)?;
         self.degraded |= harvest.degraded > 0;
+        for (applet, sha) in &harvest.sha256 {
+            if let Some(k) = self.observed.get_mut(applet) {
+                k.sha256 = Some(sha.clone());
+            }
+        }
         self.fact(
             "harvest",
             format!(
@@ -288,9 +298,14 @@ impl Engine {
             match bin.entry(applet)? {
                 // An immutable or append-only file is refused before the
                 // harvest could fail on it half-way.
-                Entry::File(_) => {
+                Entry::File(meta) => {
                     let fd = bin.open_file(applet)?;
-                    crate::kernel::flags::ensure_mutable(crate::kernel::flags::inode_flags(&fd)?, &bin.show(applet))?;
+                    let flags = crate::kernel::flags::inode_flags(&fd)?;
+                    crate::kernel::flags::ensure_mutable(flags, &bin.show(applet))?;
+                    let xattrs = crate::kernel::copy::xattr_names(&fd)?;
+                    let known =
+                        Known { dev: meta.dev, ino: meta.ino, flags: Some(flags), xattrs: Some(xattrs), sha256: None };
+                    self.observed.insert(applet.clone(), known);
                 }
                 Entry::Absent => {}
                 Entry::Symlink(_, d) if d == managed_link(applet) => {}
@@ -368,8 +383,7 @@ impl Engine {
         let earlier = if self.opts.reuse_smoke { self.earlier_reports()? } else { Vec::new() };
         let reuse = self.opts.reuse_smoke;
         let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, reuse);
-        let manifest =
-            generation::build_sharing(&self.layout, plan, n, sha.clone(), &smoke_fn, &mut self.log, shared)?;
+        let manifest = generation::build_sharing(&self.layout, plan, n, sha, &smoke_fn, &mut self.log, shared)?;
         crate::kernel::crash::point("engine:after-build");
         let checks = manifest.smoke.applets.iter().chain(&manifest.smoke.behaviour);
         let (total, reused) = checks.fold((0, 0), |(t, r), c| (t + 1, r + usize::from(c.reused)));
@@ -384,7 +398,7 @@ impl Engine {
             from,
             Some(n),
         );
-        let live = self.activate_known(&manifest, gnu_plan, &sha)?;
+        let live = self.activate(&manifest, gnu_plan)?;
         if live.passed {
             let executed = live.applets.iter().filter(|c| !c.reused).count();
             let text = format!(
@@ -402,17 +416,6 @@ impl Engine {
 
     /// Flips to the generation, links every applet, runs the live smoke.
     pub fn activate(&mut self, manifest: &Manifest, gnu_plan: &Plan) -> Result<SmokeReport> {
-        self.activate_known(manifest, gnu_plan, &BTreeMap::new())
-    }
-
-    /// [`Engine::activate`], given the sha256 this run's harvest computed
-    /// for each applet's stored file (not hashed again while linking).
-    fn activate_known(
-        &mut self,
-        manifest: &Manifest,
-        gnu_plan: &Plan,
-        known: &BTreeMap<String, String>,
-    ) -> Result<SmokeReport> {
         let before = generation::flip(&self.layout, manifest.generation, manifest.profile, &mut self.log)?;
         crate::kernel::crash::point("engine:after-flip");
         self.fact(
@@ -428,7 +431,7 @@ impl Engine {
             packages: manifest.packages.clone(),
             id: manifest.plan_id.clone(),
         };
-        self.link_all(&plan, gnu_plan, known)?;
+        self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
         Ok(verdict::live(&self.smoke_config(), &manifest.applets))
     }
@@ -454,13 +457,17 @@ impl Engine {
         for p in [Profile::Gnu, Profile::Uutils] {
             numbers.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
         }
-        Ok(numbers.into_iter().filter_map(|n| generation::read_manifest(&self.layout, n).ok()).map(|m| m.smoke).collect())
+        Ok(numbers
+            .into_iter()
+            .filter_map(|n| generation::read_manifest(&self.layout, n).ok())
+            .map(|m| m.smoke)
+            .collect())
     }
 
     /// Links every applet of `plan` to `active/bin/<applet>` (recording its
     /// prior state; the batch makes every sidecar durable before the first
     /// name changes), and restores managed names the plan no longer has.
-    fn link_all(&mut self, plan: &Plan, gnu_plan: &Plan, known: &BTreeMap<String, String>) -> Result<()> {
+    fn link_all(&mut self, plan: &Plan, gnu_plan: &Plan) -> Result<()> {
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
         let mut backups: BTreeMap<String, Dir> = BTreeMap::new();
@@ -484,7 +491,7 @@ impl Engine {
                 backup: &backups[backup_path],
                 backup_path,
                 backup_name: applet,
-                known_sha256: known.get(*applet).map(String::as_str),
+                known: self.observed.get(*applet),
             })
             .collect();
         let linked = take_over_many(&bin, &sidecars, &items, &mut self.log)?.iter().filter(|t| t.changed).count();
@@ -604,7 +611,8 @@ impl Engine {
         }
         // An empty quarantine goes too; what repair quarantined is not ours
         // to delete and stays for the admin (pacman then keeps the directory).
-        if matches!(lib.entry("quarantine")?, Entry::Directory(_)) && lib.subdir("quarantine", false)?.list()?.is_empty()
+        if matches!(lib.entry("quarantine")?, Entry::Directory(_))
+            && lib.subdir("quarantine", false)?.list()?.is_empty()
         {
             lib.remove_dir("quarantine")?;
         }

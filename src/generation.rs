@@ -197,7 +197,9 @@ pub fn tree_owner(layout: &Layout, n: u64) -> Result<Option<u64>> {
                 .filter(|m| *m != n && shared_bin(*m) == dest);
             let own_tree = |m: u64| -> Result<bool> {
                 Ok(match gens.entry(&m.to_string())? {
-                    Entry::Directory(_) => matches!(gens.subdir(&m.to_string(), false)?.entry("bin")?, Entry::Directory(_)),
+                    Entry::Directory(_) => {
+                        matches!(gens.subdir(&m.to_string(), false)?.entry("bin")?, Entry::Directory(_))
+                    }
                     _ => false,
                 })
             };

@@ -179,9 +179,10 @@ pub fn candidate(
     let passed_before = |applets: bool, name: &str, binaries: &BTreeMap<String, String>| {
         reuse
             && !binaries.is_empty()
-            && earlier.iter().flat_map(|r| if applets { &r.applets } else { &r.behaviour }).any(|c| {
-                c.passed && c.name == name && c.binaries == *binaries
-            })
+            && earlier
+                .iter()
+                .flat_map(|r| if applets { &r.applets } else { &r.behaviour })
+                .any(|c| c.passed && c.name == name && c.binaries == *binaries)
     };
     // Applet checks: carried over, or run.
     let applet_binaries = |t: &SmokeTarget| -> BTreeMap<String, String> {

@@ -120,7 +120,7 @@ fn a_batch_take_over_records_every_prior_before_any_name_changes() {
                 backup: &store,
                 backup_path: "usr/lib/oxidizr-arch/store",
                 backup_name: n,
-                known_sha256: None,
+                known: None,
             })
             .collect();
         take_over_many(&bin_dir, &sidecars, &items, log)

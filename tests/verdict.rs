@@ -41,11 +41,8 @@ impl Root {
     /// `real/<file>`: prints a version (or fails) and logs `<file> <argv0>`.
     fn script(&self, file: &str, ok: bool) {
         let log = self.host("/runs.log");
-        let body = format!(
-            "#!/bin/sh\necho \"{file} $0\" >>{}\n{}\n",
-            log.display(),
-            if ok { "echo 1.0" } else { "exit 3" }
-        );
+        let body =
+            format!("#!/bin/sh\necho \"{file} $0\" >>{}\n{}\n", log.display(), if ok { "echo 1.0" } else { "exit 3" });
         let p = self.host(&format!("/real/{file}"));
         let tmp = p.with_extension("tmp");
         fs::write(&tmp, body).unwrap();

@@ -593,7 +593,7 @@ fn link_phases(s: &mut Samples, key: &str, root: &Path, names: &[String], batche
                 backup: &backup,
                 backup_path: &backup_path,
                 backup_name: a,
-                known_sha256: None,
+                known: None,
             })
             .collect();
         take_over_many(&bin, &sidecars, &items, &mut log).map_err(e2s)?;

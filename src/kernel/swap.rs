@@ -48,6 +48,14 @@ pub fn swap_in_symlink(dir: &Dir, name: &str, target: &str) -> Result<Swapped> {
         }
         _ => {}
     }
+    rename_symlink_over(dir, name, target)?;
+    Ok(Swapped { previous, changed: true })
+}
+
+/// The swap itself, for a caller that has just looked at `name`: a fresh
+/// symlink to `target` renamed over it (a directory there is refused by
+/// the rename: `E_POLICY`). Atomic; durable once the caller fsyncs `dir`.
+pub fn rename_symlink_over(dir: &Dir, name: &str, target: &str) -> Result<()> {
     let tmp = dir.symlink_tmp(name, target)?;
     crash::point("swap:after-symlink-tmp");
     if let Err(e) = dir.rename(&tmp, name) {
@@ -56,5 +64,5 @@ pub fn swap_in_symlink(dir: &Dir, name: &str, target: &str) -> Result<Swapped> {
         return Err(Error::io(id, format!("cannot swap {} to {target}", dir.show(name)), e.into()));
     }
     crash::point("swap:after-rename");
-    Ok(Swapped { previous, changed: true })
+    Ok(())
 }

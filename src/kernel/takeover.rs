@@ -14,12 +14,12 @@ use rustix::fs::AtFlags;
 use super::copy::xattr_names;
 use super::crash;
 use super::digest::sha256_fd;
-use super::dir::{Dir, Entry};
+use super::dir::{Dir, Entry, Meta};
 use super::flags::{ensure_mutable, inode_flags};
 use super::fsync::FsyncLog;
 use super::harvest::{harvest_many, stage_from_store, HarvestItem};
 use super::sidecar::{self, Prior, Sidecar, SIDECAR_SCHEMA};
-use super::swap::{replace_with_symlink, swap_in_symlink};
+use super::swap::{rename_symlink_over, replace_with_symlink};
 use crate::error::{Error, ErrorId, Result};
 
 /// The three directories a take-over works in.
@@ -61,7 +61,7 @@ pub enum Restored {
 /// Replaces `name` by a symlink to `link`, recording its prior state first.
 /// A regular prior file is kept as `backup_name` in the backup directory.
 pub fn take_over(m: &Managed, name: &str, link: &str, backup_name: &str, log: &mut FsyncLog) -> Result<TakenOver> {
-    let item = TakeOver { name, link, backup: m.backup, backup_path: m.backup_path, backup_name, known_sha256: None };
+    let item = TakeOver { name, link, backup: m.backup, backup_path: m.backup_path, backup_name, known: None };
     Ok(take_over_many(m.bin, m.sidecars, &[item], log)?.remove(0))
 }
 
@@ -77,9 +77,24 @@ pub struct TakeOver<'a> {
     pub backup_path: &'a str,
     /// The kept file's name in the backup directory.
     pub backup_name: &'a str,
-    /// The sha256 of the file at `name`, computed moments ago by the
-    /// caller's own harvest of this very inode (saves hashing it again).
-    pub known_sha256: Option<&'a str>,
+    /// What the caller already read of the regular file at `name` (saves
+    /// reading it again); used only while `name` is that very inode.
+    pub known: Option<&'a Known>,
+}
+
+/// What an operation already read of the regular file at a managed name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Device of the file read.
+    pub dev: u64,
+    /// Inode of the file read.
+    pub ino: u64,
+    /// Its sha256, when hashed.
+    pub sha256: Option<String>,
+    /// Its inode flags (FS_IOC_GETFLAGS), when read.
+    pub flags: Option<u32>,
+    /// The names of its extended attributes, when read.
+    pub xattrs: Option<Vec<String>>,
 }
 
 /// [`take_over`] for many names in `bin`, with the durability points
@@ -133,11 +148,12 @@ pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut F
         crash::point("takeover:after-sidecar");
     }
     for ((i, _), (prior, degraded)) in todo.iter().zip(&priors) {
-        swap_in_symlink(bin, items[*i].name, items[*i].link)?;
+        // Phase one saw what is there: no directory, not our link yet.
+        rename_symlink_over(bin, items[*i].name, items[*i].link)?;
         results[*i] = Some(TakenOver { prior_kind: prior.kind(), changed: true, degraded: *degraded });
     }
     for (i, kind) in relink {
-        swap_in_symlink(bin, items[i].name, items[i].link)?;
+        rename_symlink_over(bin, items[i].name, items[i].link)?;
         results[i] = Some(TakenOver { prior_kind: kind, changed: true, degraded: false });
     }
     bin.sync(log)?;
@@ -148,16 +164,27 @@ pub fn take_over_many(bin: &Dir, sidecars: &Dir, items: &[TakeOver], log: &mut F
 /// The prior state of every name in `todo` (with whether its kept copy is
 /// degraded); regular files are harvested into their backup directories,
 /// all in one batch.
-fn record_priors(bin: &Dir, items: &[TakeOver], todo: &[(usize, Entry)], log: &mut FsyncLog) -> Result<Vec<(Prior, bool)>> {
+fn record_priors(
+    bin: &Dir,
+    items: &[TakeOver],
+    todo: &[(usize, Entry)],
+    log: &mut FsyncLog,
+) -> Result<Vec<(Prior, bool)>> {
     let mut files: Vec<(usize, u32, Vec<String>)> = Vec::new();
     for (k, (i, current)) in todo.iter().enumerate() {
         match current {
             Entry::Absent | Entry::Symlink(..) => {}
-            Entry::File(_) => {
-                let fd = bin.open_file(items[*i].name)?;
-                let flags = inode_flags(&fd)?;
+            Entry::File(meta) => {
+                let read = known_here(items[*i].known, meta).and_then(|k| Some((k.flags?, k.xattrs.clone()?)));
+                let (flags, xattrs) = match read {
+                    Some(read) => read,
+                    None => {
+                        let fd = bin.open_file(items[*i].name)?;
+                        (inode_flags(&fd)?, xattr_names(&fd)?)
+                    }
+                };
                 ensure_mutable(flags, &bin.show(items[*i].name))?;
-                files.push((k, flags, xattr_names(&fd)?));
+                files.push((k, flags, xattrs));
             }
             other => {
                 return Err(Error::new(
@@ -170,8 +197,13 @@ fn record_priors(bin: &Dir, items: &[TakeOver], todo: &[(usize, Entry)], log: &m
     let harvest_items: Vec<HarvestItem> = files
         .iter()
         .map(|(k, _, _)| {
-            let it = &items[todo[*k].0];
-            HarvestItem { src: bin, name: it.name, dst: it.backup, dst_name: it.backup_name, known_sha256: it.known_sha256 }
+            let (i, current) = &todo[*k];
+            let it = &items[*i];
+            let sha = match current {
+                Entry::File(meta) => known_here(it.known, meta).and_then(|k| k.sha256.as_deref()),
+                _ => None,
+            };
+            HarvestItem { src: bin, name: it.name, dst: it.backup, dst_name: it.backup_name, known_sha256: sha }
         })
         .collect();
     let harvested = harvest_many(&harvest_items, log)?;
@@ -208,6 +240,11 @@ fn record_priors(bin: &Dir, items: &[TakeOver], todo: &[(usize, Entry)], log: &m
             _ => (Prior::None, false),
         })
         .collect())
+}
+
+/// `known` when it describes the very inode `meta` is.
+fn known_here<'k>(known: Option<&'k Known>, meta: &Meta) -> Option<&'k Known> {
+    known.filter(|k| (k.dev, k.ino) == (meta.dev, meta.ino))
 }
 
 /// Checks, changing nothing, that `name` can be restored from `sc`: it is
