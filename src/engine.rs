@@ -77,6 +77,14 @@ pub enum Applied {
     Planned(Plan),
 }
 
+/// What a new generation may take over from existing ones.
+struct Reuse {
+    /// The generation whose tree of links it shares (see `generation::build`).
+    tree: Option<u64>,
+    /// Candidate smoke reports whose verdicts it may carry over.
+    verdicts: Vec<SmokeReport>,
+}
+
 /// One engine run: the operation's id, facts and fsync log.
 pub struct Engine {
     /// The open installation.
@@ -225,8 +233,10 @@ impl Engine {
     pub fn realize(&mut self, state: &mut State, plan: &Plan, gnu_plan: &Plan, force: bool) -> Result<Applied> {
         let (plan, gnu_plan, profile) = (plan.clone(), gnu_plan.clone(), plan.profile);
         let active = generation::active(&self.layout)?;
+        // Read once: the up-to-date check, the tree and the verdicts to reuse.
+        let active_manifest = active.and_then(|n| generation::read_manifest(&self.layout, n).ok());
         if let Some(n) = active.filter(|_| !force) {
-            if self.realizes(n, &plan)? {
+            if active_manifest.as_ref().is_some_and(|m| m.plan_id == plan.id) {
                 self.link_all(&plan, &gnu_plan)?;
                 self.commit(state, profile, n, true)?;
                 self.fact(
@@ -259,9 +269,8 @@ impl Engine {
         let n = self.allocate(state)?;
         self.record_intent(active, Some(n), Some(profile))?;
         crate::kernel::crash::point("engine:after-intent");
-        // Repair (force) never trusts an existing tree: it builds its own.
-        let shared = if force { None } else { self.shareable_tree(active, &plan)? };
-        match self.build_and_activate(&plan, &gnu_plan, n, shared, harvest.sha256, active) {
+        let reuse = self.reuse_for(active_manifest.as_ref(), &plan, force)?;
+        match self.build_and_activate(&plan, &gnu_plan, n, reuse, harvest.sha256, active) {
             Ok(()) => {
                 self.commit(state, profile, n, true)?;
                 self.fact(
@@ -334,11 +343,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether generation `n` exists and was built from exactly this plan.
-    fn realizes(&self, n: u64, plan: &Plan) -> Result<bool> {
-        Ok(generation::read_manifest(&self.layout, n).map(|m| m.plan_id == plan.id).unwrap_or(false))
-    }
-
     /// The next free generation number (never reused, even after a crash).
     fn allocate(&mut self, state: &mut State) -> Result<u64> {
         let (existing, _) = generation::list(&self.layout)?;
@@ -367,23 +371,23 @@ impl Engine {
         Intent::clear(&dir, &mut self.log)
     }
 
-    /// Builds generation `n` (sharing generation `shared`'s links when
-    /// given), smokes it as a candidate, then activates it; a failed live
-    /// smoke runs the rollback chain and returns `E_SMOKE`.
+    /// Builds generation `n` (with what it may reuse of earlier ones),
+    /// smokes it as a candidate, then activates it; a failed live smoke
+    /// runs the rollback chain and returns `E_SMOKE`.
     fn build_and_activate(
         &mut self,
         plan: &Plan,
         gnu_plan: &Plan,
         n: u64,
-        shared: Option<u64>,
+        reuse: Reuse,
         sha: BTreeMap<String, String>,
         from: Option<u64>,
     ) -> Result<()> {
         let cfg = self.smoke_config();
-        let earlier = if self.opts.reuse_smoke { self.earlier_reports()? } else { Vec::new() };
-        let reuse = self.opts.reuse_smoke;
-        let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, reuse);
-        let manifest = generation::build_sharing(&self.layout, plan, n, sha, &smoke_fn, &mut self.log, shared)?;
+        let (shared, earlier) = (reuse.tree, reuse.verdicts);
+        let carry = self.opts.reuse_smoke;
+        let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, carry);
+        let manifest = generation::build(&self.layout, plan, n, sha, &smoke_fn, &mut self.log, shared)?;
         crate::kernel::crash::point("engine:after-build");
         let checks = manifest.smoke.applets.iter().chain(&manifest.smoke.behaviour);
         let (total, reused) = checks.fold((0, 0), |(t, r), c| (t + 1, r + usize::from(c.reused)));
@@ -436,32 +440,32 @@ impl Engine {
         Ok(verdict::live(&self.smoke_config(), &manifest.applets))
     }
 
-    /// The generation whose links a new generation for `plan` can share:
-    /// the active generation's tree owner, when the active generation links
-    /// exactly the plan's applets to exactly the plan's targets.
-    fn shareable_tree(&self, active: Option<u64>, plan: &Plan) -> Result<Option<u64>> {
-        let Some(a) = active else { return Ok(None) };
-        let Ok(m) = generation::read_manifest(&self.layout, a) else { return Ok(None) };
-        let same_links = m.applets.len() == plan.applets.len()
-            && m.applets.iter().all(|(applet, p)| plan.applets.get(applet).is_some_and(|q| q.target == p.target));
-        if !same_links {
-            return Ok(None);
+    /// What a new generation for `plan` may reuse: the active generation's
+    /// tree of links when it links exactly the plan's applets to exactly the
+    /// plan's targets (never under repair, `force`), and, in the hooks, the
+    /// candidate verdicts of the active and the profile generations.
+    fn reuse_for(&self, active: Option<&Manifest>, plan: &Plan, force: bool) -> Result<Reuse> {
+        let same_links = |m: &Manifest| {
+            m.applets.len() == plan.applets.len()
+                && m.applets.iter().all(|(applet, p)| plan.applets.get(applet).is_some_and(|q| q.target == p.target))
+        };
+        let tree = match active.filter(|m| !force && same_links(m)) {
+            Some(m) => generation::tree_owner(&self.layout, m.generation)?,
+            None => None,
+        };
+        let mut verdicts = Vec::new();
+        if self.opts.reuse_smoke {
+            verdicts.extend(active.map(|m| m.smoke.clone()));
+            let others: BTreeSet<u64> = [Profile::Gnu, Profile::Uutils]
+                .iter()
+                .filter_map(|p| generation::profile_pointer(&self.layout, *p).ok().flatten())
+                .filter(|n| Some(*n) != active.map(|m| m.generation))
+                .collect();
+            verdicts.extend(
+                others.into_iter().filter_map(|n| generation::read_manifest(&self.layout, n).ok()).map(|m| m.smoke),
+            );
         }
-        generation::tree_owner(&self.layout, a)
-    }
-
-    /// The candidate smoke reports of the active generation and the profile
-    /// pointers' generations: the verdicts a new candidate may carry over.
-    fn earlier_reports(&self) -> Result<Vec<SmokeReport>> {
-        let mut numbers: BTreeSet<u64> = generation::active(&self.layout)?.into_iter().collect();
-        for p in [Profile::Gnu, Profile::Uutils] {
-            numbers.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
-        }
-        Ok(numbers
-            .into_iter()
-            .filter_map(|n| generation::read_manifest(&self.layout, n).ok())
-            .map(|m| m.smoke)
-            .collect())
+        Ok(Reuse { tree, verdicts })
     }
 
     /// Links every applet of `plan` to `active/bin/<applet>` (recording its
@@ -648,7 +652,7 @@ impl Engine {
         let g = existing.last().copied().unwrap_or(failed).max(failed) + 1;
         let cfg = self.smoke_config();
         let smoke_fn = |t: &[SmokeTarget], bin: &str| smoke::run(&cfg, t, Some(bin));
-        if let Ok(m) = generation::build(&self.layout, gnu_plan, g, BTreeMap::new(), &smoke_fn, &mut self.log) {
+        if let Ok(m) = generation::build(&self.layout, gnu_plan, g, BTreeMap::new(), &smoke_fn, &mut self.log, None) {
             if self.activate(&m, gnu_plan)?.passed {
                 self.fact("rollback", format!("on a fresh GNU generation {g}"), None, Some(failed), Some(g));
                 return Ok(format!("a fresh GNU generation {g}"));

@@ -55,23 +55,12 @@ pub fn generations_dir(layout: &Layout) -> Result<Dir> {
 /// `smoke` (given the targets as seen inside the root and the staged bin
 /// dir), and publishes it only if the smoke passed. On failure the staging
 /// tree is removed and `E_SMOKE` carries the report's first failures.
+///
+/// With `shared`, a published generation whose own `bin` directory holds
+/// exactly the plan's links (see [`tree_owner`]), no new tree is made:
+/// `bin` is the symlink `../<shared>/bin`. A coreutils upgrade under the
+/// uutils profile changes no link, only the manifest.
 pub fn build(
-    layout: &Layout,
-    plan: &Plan,
-    number: u64,
-    store_sha256: BTreeMap<String, String>,
-    smoke: &dyn Fn(&[SmokeTarget], &str) -> SmokeReport,
-    log: &mut FsyncLog,
-) -> Result<Manifest> {
-    build_sharing(layout, plan, number, store_sha256, smoke, log, None)
-}
-
-/// [`build`], with the links of generation `shared` (a published generation
-/// whose own `bin` directory holds exactly the plan's links, see
-/// [`tree_owner`]) instead of a new tree: `bin` is then the symlink
-/// `../<shared>/bin`. A coreutils upgrade under the uutils profile changes
-/// no link, only the manifest.
-pub fn build_sharing(
     layout: &Layout,
     plan: &Plan,
     number: u64,

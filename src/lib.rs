@@ -38,6 +38,7 @@ pub mod journal;
 pub mod kernel;
 pub mod layout;
 pub mod lock;
+pub mod parallel;
 pub mod pkgcache;
 pub mod plan;
 pub mod rescue;

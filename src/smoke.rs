@@ -64,12 +64,14 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
+
+use crate::parallel::parallel_map;
 
 /// How to run smoke tests.
 #[derive(Clone, Debug)]
@@ -504,38 +506,6 @@ fn kill_group(pid: Pid) {
         // ESRCH (the group is already empty) is the only expected error.
         let _ = kill_process_group(pid, Signal::KILL);
     }
-}
-
-// ---------------------------------------------------------------------------
-// Parallelism
-
-/// `f` over `items` on up to `workers` threads (this one included) pulling
-/// from a shared index; results in item order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else { return done };
-            done.push((i, f(item)));
-        }
-    };
-    let extra = workers.clamp(1, items.len().max(1)) - 1;
-    let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
-        let spawned: Vec<_> =
-            (0..extra).filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok()).collect();
-        let mut all = work();
-        for handle in spawned {
-            match handle.join() {
-                Ok(done) => all.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        all
-    });
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, r)| r).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1050,18 +1020,6 @@ mod tests {
         let names: Vec<&str> = report.failures().iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["cp", "sort"]);
         assert!(SmokeReport::default().failures().is_empty());
-    }
-
-    #[test]
-    fn parallel_map_keeps_order_for_any_worker_count() {
-        let items: Vec<u32> = (0..37).collect();
-        for workers in [0, 1, 2, 4, 64] {
-            let out = parallel_map(&items, workers, |x| x * 2);
-            assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>(), "{workers} workers");
-        }
-        assert!(parallel_map(&[] as &[u8], 4, |x| *x).is_empty());
-        let units = [(), (), ()];
-        assert_eq!(parallel_map(&units, 2, |_| 1).len(), 3);
     }
 
     #[test]

@@ -251,7 +251,7 @@ fn setup_root(
     let layout = Layout::open(root).map_err(e2s)?;
     for g in [1u64, 2] {
         let plan = synthetic_plan(names, |a| target(g, a), &format!("bench-{g}"));
-        generation::build(&layout, &plan, g, BTreeMap::new(), &no_smoke, log).map_err(e2s)?;
+        generation::build(&layout, &plan, g, BTreeMap::new(), &no_smoke, log, None).map_err(e2s)?;
     }
     generation::flip(&layout, 1, Profile::Uutils, log).map_err(e2s)?;
     let bin = layout.dir(BIN, true).map_err(e2s)?;
@@ -307,7 +307,7 @@ fn fs_bench(samples: &Path, label: &str, dir: &Path) -> Res<()> {
         let number = 100 + i as u64;
         for (n, root, layout, _, plan) in &roots {
             let t0 = Instant::now();
-            generation::build(layout, plan, number, BTreeMap::new(), &no_smoke, &mut log).map_err(e2s)?;
+            generation::build(layout, plan, number, BTreeMap::new(), &no_smoke, &mut log, None).map_err(e2s)?;
             s.dur(&format!("fs/{label}/build/{n}"), t0.elapsed());
             std::fs::remove_dir_all(root.join(LIB).join("generations").join(number.to_string())).map_err(e2s)?;
         }

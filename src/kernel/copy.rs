@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{Mode, Timespec, Timestamps};
 
 use super::dir::{Dir, Meta};
 use super::fsync::FsyncLog;
@@ -46,18 +46,7 @@ fn xattr_value(fd: impl AsFd, name: &str) -> Result<Vec<u8>> {
 /// all metadata, fsynced. Returns the temporary name. On any failure the
 /// temporary file is removed.
 pub fn copy_to_tmp(src: &OwnedFd, src_meta: &Meta, dst: &Dir, purpose: &str, log: &mut FsyncLog) -> Result<String> {
-    let mut out: Option<OwnedFd> = None;
-    let tmp = dst.create_tmp(purpose, |tmp| {
-        let fd = rustix::fs::openat(
-            dst.fd(),
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        out = Some(fd);
-        Ok(())
-    })?;
-    let out = out.expect("create_tmp succeeded");
+    let (tmp, out) = dst.tmp_file(purpose, 0o600)?;
     match fill(src, src_meta, &out, &dst.show(&tmp), log) {
         Ok(()) => Ok(tmp),
         Err(e) => {

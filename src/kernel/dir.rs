@@ -210,6 +210,24 @@ impl Dir {
         self.create_tmp(purpose, |tmp| rustix::fs::symlinkat(target, &self.fd, tmp))
     }
 
+    /// Creates a regular file under a fresh temporary name, opened
+    /// read-write (`O_EXCL | O_NOFOLLOW`: nothing planted there is ever
+    /// followed or reused), with permission bits `mode`. Returns its name
+    /// and descriptor; the caller removes it if it is not kept.
+    pub fn tmp_file(&self, purpose: &str, mode: u32) -> Result<(String, OwnedFd)> {
+        let mut out: Option<OwnedFd> = None;
+        let tmp = self.create_tmp(purpose, |tmp| {
+            out = Some(rustix::fs::openat(
+                &self.fd,
+                tmp,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )?);
+            Ok(())
+        })?;
+        Ok((tmp, out.expect("create_tmp succeeded")))
+    }
+
     /// Runs `create` with fresh temporary names until one does not exist.
     pub fn create_tmp(&self, purpose: &str, mut create: impl FnMut(&str) -> rustix::io::Result<()>) -> Result<String> {
         for _ in 0..64 {

@@ -6,7 +6,6 @@
 use std::io::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{Mode, OFlags};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -47,18 +46,8 @@ fn write_tmps(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>, log: &
     let mut fds: Vec<OwnedFd> = Vec::with_capacity(files.len());
     for (name, bytes) in files {
         dir.check_name(name)?;
-        let mut out: Option<OwnedFd> = None;
-        let tmp = dir.create_tmp(name, |tmp| {
-            out = Some(rustix::fs::openat(
-                dir.fd(),
-                tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
-            )?);
-            Ok(())
-        })?;
+        let (tmp, fd) = dir.tmp_file(name, 0o644)?;
         tmps.push(tmp);
-        let fd = out.expect("create_tmp succeeded");
         let tmp = tmps.last().expect("just pushed");
         let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(ErrorId::Io, "dup", e))?);
         f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(tmp)), e))?;

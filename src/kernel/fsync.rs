@@ -3,12 +3,12 @@
 //! hook that stalls inside `pacman -Syu` must be visible.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::error::{Error, ErrorId, Result};
+use crate::parallel::parallel_map;
 
 /// At most this many fsyncs of one batch run at the same time.
 pub const FSYNC_WORKERS: usize = 16;
@@ -59,35 +59,13 @@ impl FsyncLog {
     /// one per file. Returns after every fsync finished, Ok only when all
     /// succeeded (else the first failure in batch order); each is recorded.
     pub fn fsync_many(&mut self, files: &[(BorrowedFd<'_>, String)]) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let mut results: Vec<(usize, Duration, rustix::io::Result<()>)> = std::thread::scope(|s| {
-            let worker = || {
-                let mut done = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((fd, _)) = files.get(i) else { return done };
-                    let t0 = Instant::now();
-                    let res = rustix::fs::fsync(fd);
-                    done.push((i, t0.elapsed(), res));
-                }
-            };
-            let extra = FSYNC_WORKERS.min(files.len()).saturating_sub(1);
-            // A worker that cannot be spawned leaves its share to the others.
-            let spawned: Vec<_> =
-                (0..extra).filter_map(|_| std::thread::Builder::new().spawn_scoped(s, worker).ok()).collect();
-            let mut all = worker();
-            for h in spawned {
-                all.extend(h.join().unwrap_or_default());
-            }
-            all
+        let results = parallel_map(files, FSYNC_WORKERS, |(fd, _)| {
+            let t0 = Instant::now();
+            let res = rustix::fs::fsync(fd);
+            (t0.elapsed(), res)
         });
-        results.sort_by_key(|(i, _, _)| *i);
-        if results.len() != files.len() {
-            return Err(Error::new(ErrorId::Io, "an fsync worker of a batch died: durability not proven"));
-        }
         let mut first_error = None;
-        for (i, took, res) in results {
-            let what = &files[i].1;
+        for ((_, what), (took, res)) in files.iter().zip(results) {
             self.record(what, took);
             if let (Err(e), None) = (res, &first_error) {
                 first_error = Some(Error::io(ErrorId::Io, format!("fsync of {what} failed"), e.into()));

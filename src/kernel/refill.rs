@@ -11,9 +11,8 @@
 //! new one. A staged file that is never published is removed on drop.
 
 use std::io::{Read, Write as _};
-use std::os::fd::OwnedFd;
 
-use rustix::fs::{Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
+use rustix::fs::{Mode, Timespec, Timestamps, UTIME_OMIT};
 
 use super::crash;
 use super::digest::sha256_fd;
@@ -107,17 +106,7 @@ pub fn stage<'d>(
     what: &str,
     log: &mut FsyncLog,
 ) -> Result<Staged<'d>> {
-    let mut out: Option<OwnedFd> = None;
-    let tmp = dir.create_tmp(purpose, |tmp| {
-        out = Some(rustix::fs::openat(
-            dir.fd(),
-            tmp,
-            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?);
-        Ok(())
-    })?;
-    let fd = out.expect("create_tmp succeeded");
+    let (tmp, fd) = dir.tmp_file(purpose, 0o600)?;
     // From here on the guard removes the temporary file on any error.
     let mut staged = Staged { dir, tmp: Some(tmp.clone()), meta: placeholder() };
     let shown = dir.show(&tmp);

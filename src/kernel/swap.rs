@@ -25,18 +25,6 @@ pub struct Swapped {
 /// fail anyway and it is never ours. If `name` already is a symlink to
 /// `target`, nothing is written. Returns the previous entry.
 pub fn replace_with_symlink(dir: &Dir, name: &str, target: &str, log: &mut FsyncLog) -> Result<Swapped> {
-    let swapped = swap_in_symlink(dir, name, target)?;
-    if swapped.changed {
-        dir.sync(log)?;
-        crash::point("swap:after-fsync");
-    }
-    Ok(swapped)
-}
-
-/// [`replace_with_symlink`] without the directory fsync: atomic (the name is
-/// the old entry or the new link, never absent) but durable only once the
-/// caller fsyncs `dir`, so that many swaps share one fsync.
-pub fn swap_in_symlink(dir: &Dir, name: &str, target: &str) -> Result<Swapped> {
     let previous = dir.entry(name)?;
     match &previous {
         Entry::Symlink(_, dest) if dest == target => return Ok(Swapped { previous, changed: false }),
@@ -49,12 +37,15 @@ pub fn swap_in_symlink(dir: &Dir, name: &str, target: &str) -> Result<Swapped> {
         _ => {}
     }
     rename_symlink_over(dir, name, target)?;
+    dir.sync(log)?;
+    crash::point("swap:after-fsync");
     Ok(Swapped { previous, changed: true })
 }
 
 /// The swap itself, for a caller that has just looked at `name`: a fresh
 /// symlink to `target` renamed over it (a directory there is refused by
-/// the rename: `E_POLICY`). Atomic; durable once the caller fsyncs `dir`.
+/// the rename: `E_POLICY`). Atomic; durable once the caller fsyncs `dir`,
+/// so that a batch of swaps shares one fsync.
 pub fn rename_symlink_over(dir: &Dir, name: &str, target: &str) -> Result<()> {
     let tmp = dir.symlink_tmp(name, target)?;
     crash::point("swap:after-symlink-tmp");
