@@ -437,7 +437,7 @@ impl Engine {
         };
         self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
-        Ok(verdict::live(&self.smoke_config(), &manifest.applets))
+        Ok(verdict::live(&self.smoke_config(), &manifest.applets, &manifest.smoke))
     }
 
     /// What a new generation for `plan` may reuse: the active generation's

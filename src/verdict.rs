@@ -233,9 +233,12 @@ pub fn candidate(
 }
 
 /// The live smoke of a generation's applets after the flip and the links:
-/// `/usr/bin/<applet>` must resolve to the same file as the applet's target,
-/// and one applet per distinct target file is executed through `/usr/bin`.
-pub fn live(cfg: &SmokeConfig, applets: &BTreeMap<String, PlannedApplet>) -> SmokeReport {
+/// `/usr/bin/<applet>` must resolve to the same file as the applet's target.
+/// An applet is executed through `/usr/bin` when it is the first of its
+/// binary, or when its target is no longer the very file the generation's
+/// candidate smoke (`judged`) recorded (an older generation re-activated
+/// after its binaries changed); the others carry the recorded verdict.
+pub fn live(cfg: &SmokeConfig, applets: &BTreeMap<String, PlannedApplet>, judged: &SmokeReport) -> SmokeReport {
     let start = Instant::now();
     let resolver = Resolver::new(&cfg.root);
     let mut verdicts: Vec<(String, Result<Identity, String>)> = Vec::new();
@@ -251,12 +254,19 @@ pub fn live(cfg: &SmokeConfig, applets: &BTreeMap<String, PlannedApplet>) -> Smo
         });
         verdicts.push((applet.clone(), verdict));
     }
-    // One execution per distinct binary, through /usr/bin.
+    // One execution per distinct binary, and one for every applet whose
+    // binary is not the one its candidate verdict was recorded for.
+    let recorded = |applet: &str| {
+        judged.applets.iter().find(|c| c.passed && c.name == applet).and_then(|c| c.binaries.get(applet))
+    };
     let mut seen: BTreeSet<(u64, u64)> = BTreeSet::new();
     let exec: Vec<SmokeTarget> = verdicts
         .iter()
         .filter_map(|(applet, v)| v.as_ref().ok().map(|id| (applet, id)))
-        .filter(|(_, id)| seen.insert((id.dev, id.ino)))
+        .filter(|(applet, id)| {
+            let first = seen.insert((id.dev, id.ino));
+            first || recorded(applet) != Some(&id.key())
+        })
         .map(|(applet, _)| SmokeTarget { applet: applet.clone(), path: format!("/usr/bin/{applet}") })
         .collect();
     let ran = smoke::run(cfg, &exec, None);

@@ -188,6 +188,24 @@ fn planned(target: &Path) -> PlannedApplet {
     }
 }
 
+/// A candidate report that recorded every applet's target as it is now.
+#[cfg(feature = "testbed")]
+fn judged_now(root: &Path, applets: &BTreeMap<String, PlannedApplet>) -> SmokeReport {
+    let r = Resolver::new(root);
+    let checks = applets
+        .iter()
+        .map(|(a, p)| oxidizr_arch::smoke::CheckResult {
+            name: a.clone(),
+            passed: true,
+            detail: String::new(),
+            duration_ms: 0,
+            binaries: BTreeMap::from([(a.clone(), r.identify(&p.target).unwrap().key())]),
+            reused: false,
+        })
+        .collect();
+    SmokeReport { passed: true, applets: checks, behaviour: Vec::new(), duration_ms: 0 }
+}
+
 #[cfg(feature = "testbed")]
 #[test]
 fn live_executes_one_command_per_binary_and_fails_a_link_elsewhere() {
@@ -206,23 +224,37 @@ fn live_executes_one_command_per_binary_and_fails_a_link_elsewhere() {
         applets.insert(applet.to_string(), planned(Path::new("/usr/local/bin/verdict-multi")));
     }
     let chrooted = SmokeConfig { root: root.merged.clone(), ..cfg() };
-    let report = live(&chrooted, &applets);
+    let judged = judged_now(&root.merged, &applets);
+    let report = live(&chrooted, &applets, &judged);
     assert!(report.passed, "{report:?}");
     let runs = fs::read_to_string(inside("/verdict-runs.log")).unwrap();
     assert_eq!(runs, "/usr/bin/vd-a1\n", "one execution, through /usr/bin, for the one binary");
     assert_eq!(report.applets.iter().filter(|c| c.reused).count(), 2);
 
+    // The binary changed since its verdicts were recorded (an older
+    // generation re-activated): every applet is executed again.
+    fs::remove_file(inside("/verdict-runs.log")).unwrap();
+    let multi = inside("/usr/local/bin/verdict-multi");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::set_permissions(&multi, fs::Permissions::from_mode(0o755)).unwrap();
+    let report = live(&chrooted, &applets, &judged);
+    assert!(report.passed, "{report:?}");
+    let runs = fs::read_to_string(inside("/verdict-runs.log")).unwrap();
+    assert_eq!(runs.lines().count(), 3, "every applet of a changed binary executes: {runs}");
+    assert_eq!(report.applets.iter().filter(|c| c.reused).count(), 0);
+    let judged = judged_now(&root.merged, &applets);
+
     // vd-a3 now resolves to another file than the one tested.
     fs::remove_file(inside("/usr/bin/vd-a3")).unwrap();
     symlink("/usr/local/bin/verdict-other", inside("/usr/bin/vd-a3")).unwrap();
-    let report = live(&chrooted, &applets);
+    let report = live(&chrooted, &applets, &judged);
     assert!(!report.passed);
     let a3 = report.applets.iter().find(|c| c.name == "vd-a3").unwrap();
     assert!(a3.detail.contains("another file"), "{}", a3.detail);
     // A dangling link fails too.
     fs::remove_file(inside("/usr/bin/vd-a3")).unwrap();
     symlink("/nowhere", inside("/usr/bin/vd-a3")).unwrap();
-    assert!(!live(&chrooted, &applets).passed);
+    assert!(!live(&chrooted, &applets, &judged).passed);
 }
 
 #[test]

@@ -691,7 +691,7 @@ fn live_bench(samples: &Path) -> Res<()> {
         }
         Ok(())
     };
-    timed(&mut s, "live/smoke/engine-live", 20, &|| verdict::live(&cfg(4), &m.applets))?;
+    timed(&mut s, "live/smoke/engine-live", 20, &|| verdict::live(&cfg(4), &m.applets, &m.smoke))?;
     let gen_bin = format!("/{LIB}/generations/{active}/bin");
     let staged: Vec<SmokeTarget> =
         m.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("{gen_bin}/{a}") }).collect();
