@@ -54,8 +54,8 @@ expect_exit 0 "$OXIDIZR" verify
 step "a coreutils upgrade under uutils changes no link: the new generation shares the links of the last tree"
 lib=/usr/lib/oxidizr-arch
 printf 'reuse_smoke_verdicts = true\n' >/etc/oxidizr-arch/config.toml
-# Every generation since `use uutils` has had the same links (uutils-coreutils
-# upgrades change binaries, not paths): they all share the first one's tree.
+# The active generation (built by the coreutils transaction above) shares
+# the links of the generation that owns its tree.
 active=$(readlink "$lib/active"); active=${active#generations/}
 owner=$(readlink "$lib/generations/$active/bin") || fail "generation $active has its own tree"
 owner=${owner#../}; owner=${owner%/bin}
