@@ -3,8 +3,6 @@
 //! by construction. Across filesystems (EXDEV) the file is copied with all
 //! its metadata and the result is reported `degraded`.
 
-use std::os::fd::AsFd;
-
 use rustix::fs::AtFlags;
 use rustix::io::Errno;
 
@@ -12,8 +10,9 @@ use super::copy::copy_to_tmp;
 use super::crash;
 use super::digest::sha256_fd;
 use super::dir::{Dir, Entry, Meta};
-use super::fsync::FsyncLog;
+use super::fsync::{FsyncLog, FSYNC_WORKERS};
 use crate::error::{Error, ErrorId, Result};
+use crate::parallel::parallel_map;
 
 /// The result of a harvest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +66,9 @@ struct Pending {
 }
 
 /// [`harvest`] for many files with the durability points batched: every
-/// file is linked to a temporary name first, then all of them are fsynced
-/// back to back, renamed into place, and each store directory is fsynced
-/// once. Each stored name appears by one rename of a durable inode, so a
+/// file is linked to a temporary name and fsynced (concurrently, see
+/// `stage_all`), then all are renamed into place, and each store directory
+/// is fsynced once. Each stored name appears by one rename of a durable inode, so a
 /// crash leaves every name absent, the old file or the new one. Results are
 /// in item order; on an error no temporary name is left behind.
 pub fn harvest_many(items: &[HarvestItem], log: &mut FsyncLog) -> Result<Vec<Harvested>> {
@@ -106,62 +105,91 @@ pub fn harvest_many(items: &[HarvestItem], log: &mut FsyncLog) -> Result<Vec<Har
     Ok(done.into_iter().map(|h| h.expect("every item harvested")).collect())
 }
 
-/// Hashes every file and links the ones not yet stored to temporary names.
+/// How one file of a batch was staged.
+enum Staged {
+    /// Already stored: nothing to do.
+    Done(Harvested),
+    /// Linked (or copied) to a temporary name and made durable.
+    Pending(Pending),
+}
+
+/// Hashes every file, links the ones not yet stored to temporary names and
+/// fsyncs them, the files on up to [`FSYNC_WORKERS`] threads: one file's
+/// hash overlaps another's fsync, and the concurrent fsyncs share journal
+/// commits. Every temporary name made is in `pending`, also on an error.
 fn stage_all(
     items: &[HarvestItem],
     done: &mut [Option<Harvested>],
     pending: &mut Vec<Pending>,
     log: &mut FsyncLog,
 ) -> Result<()> {
-    for (index, it) in items.iter().enumerate() {
-        let meta = match it.src.entry(it.name)? {
-            Entry::File(m) => m,
-            other => {
-                return Err(Error::new(
-                    ErrorId::Ownership,
-                    format!("cannot harvest {}: it is a {}, not a regular file", it.src.show(it.name), other.kind()),
-                ))
-            }
-        };
-        if let (Some(sha), Entry::File(stored)) = (it.known_sha256, it.dst.entry(it.dst_name)?) {
-            if stored.same_inode(&meta) {
-                done[index] = Some(Harvested { stored, sha256: sha.to_string(), degraded: false, already: true });
-                continue;
+    let indexed: Vec<(usize, &HarvestItem)> = items.iter().enumerate().collect();
+    let staged = parallel_map(&indexed, FSYNC_WORKERS, |(index, it)| {
+        let mut own = FsyncLog::default();
+        let staged = stage_one(*index, it, &mut own);
+        (own, staged)
+    });
+    let mut first_error = None;
+    for (index, (own, staged)) in staged.into_iter().enumerate() {
+        log.absorb(own);
+        match staged {
+            Ok(Staged::Done(h)) => done[index] = Some(h),
+            Ok(Staged::Pending(p)) => pending.push(p),
+            Err((tmp, e)) => {
+                if let Some(tmp) = tmp {
+                    pending.push(Pending { index, tmp, replace: false, degraded: false, sha256: String::new() });
+                }
+                first_error.get_or_insert(e);
             }
         }
-        let fd = it.src.open_file(it.name)?;
-        let sha256 = sha256_fd(&fd, &it.src.show(it.name))?;
-        let replace = match already_stored(it.dst, it.dst_name, &meta, &sha256)? {
-            Stored::Same(h) => {
-                done[index] = Some(h);
-                continue;
-            }
-            Stored::Absent => false,
-            Stored::Different => true,
-        };
-        let (tmp, degraded) = match link_tmp(it.src, it.name, it.dst) {
-            Ok(tmp) => (tmp, false),
-            Err(Errno::XDEV) => (copy_to_tmp(&fd, &meta, it.dst, it.dst_name, log)?, true),
-            Err(e) => {
-                return Err(Error::io(
-                    ErrorId::Io,
-                    format!("cannot link {} into the store", it.src.show(it.name)),
-                    e.into(),
-                ))
-            }
-        };
-        pending.push(Pending { index, tmp, replace, degraded, sha256 });
-        crash::point("harvest:after-tmp");
     }
-    // The data pacman wrote may still be only in the page cache: make every
-    // inode durable before the store claims to hold it.
-    let mut fds = Vec::with_capacity(pending.len());
-    for p in pending.iter() {
-        let dst = items[p.index].dst;
-        fds.push((dst.open_file(&p.tmp)?, dst.show(&p.tmp)));
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Stages one file: its hash, whether the store holds it already, and if
+/// not a durable inode at a temporary name in the store. The data pacman
+/// wrote may still be only in the page cache: the inode is fsynced before
+/// the store claims to hold it. An error names the temporary name made.
+fn stage_one(
+    index: usize,
+    it: &HarvestItem,
+    log: &mut FsyncLog,
+) -> std::result::Result<Staged, (Option<String>, Error)> {
+    let meta = match it.src.entry(it.name).map_err(|e| (None, e))? {
+        Entry::File(m) => m,
+        other => {
+            let why = format!("cannot harvest {}: it is a {}, not a regular file", it.src.show(it.name), other.kind());
+            return Err((None, Error::new(ErrorId::Ownership, why)));
+        }
+    };
+    if let (Some(sha), Entry::File(stored)) = (it.known_sha256, it.dst.entry(it.dst_name).map_err(|e| (None, e))?) {
+        if stored.same_inode(&meta) {
+            return Ok(Staged::Done(Harvested { stored, sha256: sha.to_string(), degraded: false, already: true }));
+        }
     }
-    let batch: Vec<_> = fds.iter().map(|(fd, what)| (fd.as_fd(), what.clone())).collect();
-    log.fsync_many(&batch)
+    let fd = it.src.open_file(it.name).map_err(|e| (None, e))?;
+    let sha256 = sha256_fd(&fd, &it.src.show(it.name)).map_err(|e| (None, e))?;
+    let replace = match already_stored(it.dst, it.dst_name, &meta, &sha256).map_err(|e| (None, e))? {
+        Stored::Same(h) => return Ok(Staged::Done(h)),
+        Stored::Absent => false,
+        Stored::Different => true,
+    };
+    let (tmp, degraded) = match link_tmp(it.src, it.name, it.dst) {
+        Ok(tmp) => (tmp, false),
+        Err(Errno::XDEV) => (copy_to_tmp(&fd, &meta, it.dst, it.dst_name, log).map_err(|e| (None, e))?, true),
+        Err(e) => {
+            let why = format!("cannot link {} into the store", it.src.show(it.name));
+            return Err((None, Error::io(ErrorId::Io, why, e.into())));
+        }
+    };
+    crash::point("harvest:after-tmp");
+    if !degraded {
+        // The temporary name is this very inode: fsync it through `fd`.
+        if let Err(e) = log.fsync(&fd, &it.dst.show(&tmp)) {
+            return Err((Some(tmp), e));
+        }
+    }
+    Ok(Staged::Pending(Pending { index, tmp, replace, degraded, sha256 }))
 }
 
 /// Renames every staged file into place and returns them; on an error

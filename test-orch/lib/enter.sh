@@ -8,7 +8,18 @@ base=$1 run=$2 repo=$3 mode=$4 cache=$5 artifacts=$6
 shift 6
 m=$run/merged
 
-mount -t overlay overlay -o "lowerdir=$base,upperdir=$run/upper,workdir=$run/work" "$m"
+if [ "${OXIDIZR_SCENARIO_FS:-overlay}" = ext4 ]; then
+    # A root on its own ext4 (a copy of the base): what an Arch machine's /
+    # is, without overlayfs's per-operation cost on every create, rename and
+    # unlink (the benchmark's root; see docs/PERFORMANCE.md).
+    truncate -s 6G "$run/root.ext4"
+    mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$run/root.ext4"
+    mount -o loop "$run/root.ext4" "$m"
+    cp -a "$base/." "$m/"
+    sync -f "$m"
+else
+    mount -t overlay overlay -o "lowerdir=$base,upperdir=$run/upper,workdir=$run/work" "$m"
+fi
 mount -t proc proc "$m/proc"
 mount --rbind /dev "$m/dev"
 mount --make-rslave "$m/dev"
