@@ -27,7 +27,7 @@ use crate::inventory::PackageDb;
 use crate::kernel::publish::remove_tree;
 use crate::kernel::sidecar::{self, Prior};
 use crate::kernel::takeover::{restore, take_over_many, Known, Managed, Restored, TakeOver};
-use crate::kernel::{Dir, Entry, FsyncLog};
+use crate::kernel::{Dir, Entry, FsyncLog, SafePath};
 use crate::layout::{managed_link, store_dir_name, Layout, LIB, LOG, STATE};
 use crate::plan::{self, Plan, Source};
 use crate::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
@@ -621,7 +621,12 @@ impl Engine {
             lib.remove_dir("quarantine")?;
         }
         lib.sync(&mut self.log)?;
-        self.fact("purge", "removed generations, profiles and store", None, None, None);
+        drop(lib);
+        // Our directory itself, when nothing is left in it (a quarantine
+        // with content keeps it, for the admin).
+        let gone = self.layout.root.remove_empty_subtree(&SafePath::parse(LIB)?)?;
+        let what = if gone { format!("removed /{LIB}") } else { "removed generations, profiles and store".to_string() };
+        self.fact("purge", what, None, None, None);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::dir::Dir;
@@ -156,6 +156,45 @@ impl SafeRoot {
     }
 }
 
+impl SafeRoot {
+    /// Removes the allowed subtree `tree` itself (e.g. `usr/lib/oxidizr-arch`,
+    /// exactly one of the allowed paths, never an ancestor or a descendant)
+    /// when it is an empty directory, and fsyncs its parent. Anything else
+    /// there (entries inside it, a symlink, a file, nothing) is left
+    /// untouched and reported as `false`: rmdir cannot remove more than the
+    /// empty directory, and never follows a symlink.
+    pub fn remove_empty_subtree(&self, tree: &SafePath) -> Result<bool> {
+        if !self.allowed.iter().any(|a| a == tree) {
+            return Err(Error::new(ErrorId::Policy, format!("refused to remove {tree}: not a managed subtree")));
+        }
+        let Some(parent) = tree.parent() else {
+            return Err(Error::new(ErrorId::Policy, format!("refused to remove {tree}: it has no parent")));
+        };
+        let mut cur = rustix::io::dup(&self.fd).map_err(|e| Error::io(ErrorId::Io, "dup of the root", e.into()))?;
+        let mut shown = self.root.clone();
+        for comp in parent.components() {
+            shown.push(comp);
+            cur = match open_child_dir(&cur, comp) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Ok(false),
+                Err(e) => return Err(dir_error(&shown, e)),
+            };
+        }
+        match rustix::fs::unlinkat(&cur, tree.file_name(), AtFlags::REMOVEDIR) {
+            Ok(()) => {
+                rustix::fs::fsync(&cur).map_err(|e| dir_error(&shown, e))?;
+                Ok(true)
+            }
+            Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST | Errno::NOTDIR) => Ok(false),
+            Err(e) => Err(Error::io(
+                ErrorId::Io,
+                format!("cannot remove {}", shown.join(tree.file_name()).display()),
+                e.into(),
+            )),
+        }
+    }
+}
+
 /// Opens a child directory without following a symlink.
 pub(crate) fn open_child_dir(parent: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
     rustix::fs::openat(
@@ -220,6 +259,32 @@ mod tests {
         let root = SafeRoot::open(dir.path(), &["usr/bin"]).unwrap();
         let e = root.open_dir(&SafePath::parse("usr/bin").unwrap(), true).unwrap_err();
         assert_eq!(e.id, ErrorId::Policy, "{e}");
+    }
+
+    #[test]
+    fn only_an_empty_managed_subtree_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), &["usr/lib/oxidizr-arch"]).unwrap();
+        let tree = SafePath::parse("usr/lib/oxidizr-arch").unwrap();
+        assert!(!root.remove_empty_subtree(&tree).unwrap(), "absent: nothing to do");
+        std::fs::create_dir_all(dir.path().join("usr/lib/oxidizr-arch/quarantine")).unwrap();
+        assert!(!root.remove_empty_subtree(&tree).unwrap(), "not empty: kept");
+        assert!(dir.path().join("usr/lib/oxidizr-arch/quarantine").is_dir());
+        std::fs::remove_dir(dir.path().join("usr/lib/oxidizr-arch/quarantine")).unwrap();
+        assert!(root.remove_empty_subtree(&tree).unwrap());
+        assert!(!dir.path().join("usr/lib/oxidizr-arch").exists());
+        assert!(dir.path().join("usr/lib").is_dir(), "the parent stays");
+        // A symlink in its place (to an empty directory) is neither followed nor removed.
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        std::os::unix::fs::symlink("../../empty", dir.path().join("usr/lib/oxidizr-arch")).unwrap();
+        assert!(!root.remove_empty_subtree(&tree).unwrap());
+        assert!(dir.path().join("usr/lib/oxidizr-arch").symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(dir.path().join("empty").is_dir());
+        // Only an allowed subtree itself: not its parent, not a path inside it.
+        for other in ["usr/lib", "usr/lib/oxidizr-arch/store", "usr"] {
+            let e = root.remove_empty_subtree(&SafePath::parse(other).unwrap()).unwrap_err();
+            assert_eq!(e.id, ErrorId::Policy, "{other}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ for d in generations store profiles; do
     [ ! -e "/usr/lib/oxidizr-arch/$d" ] || fail "/usr/lib/oxidizr-arch/$d was left behind"
 done
 [ ! -e /usr/lib/oxidizr-arch/active ] || fail "active was left behind"
-# Nothing is left in it (the directory itself is not the package's and lies
-# outside what the safety kernel may change: it stays, empty).
-[ -z "$(ls -A /usr/lib/oxidizr-arch 2>/dev/null)" ] || fail "left in /usr/lib/oxidizr-arch: $(ls -A /usr/lib/oxidizr-arch | tr '\n' ' ')"
+# Nothing is left of it: the empty directory itself goes too (it is ours,
+# not the package's: pacman would not remove it).
+[ ! -e /usr/lib/oxidizr-arch ] || fail "left behind: /usr/lib/oxidizr-arch with: $(ls -A /usr/lib/oxidizr-arch | tr '\n' ' ')"
+[ -d /usr/lib ] || fail "/usr/lib is gone"
