@@ -67,8 +67,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+use rustix::process::{kill_process_group, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::parallel::parallel_map;
@@ -438,12 +439,20 @@ fn supervise(mut child: Child, timeout: Duration) -> Result<Outcome, String> {
 /// deadline passes (group killed, child reaped, `Err(None)`); `Err(Some)` when
 /// waiting itself failed.
 fn wait_exit(child: &mut Child, mut pipes: [&mut Drain; 2], deadline: Instant) -> Result<ExitStatus, Option<String>> {
+    // Readable when the child exits: the wait below wakes on the exit
+    // itself, not on the next tick of a polling loop.
+    let exit = pidfd_open(Pid::from_child(child), PidfdFlags::empty()).ok();
     let mut pause = Duration::from_micros(500);
     loop {
         pipes.iter_mut().for_each(|p| p.pump());
         match reap_if_exited(child) {
             Ok(Some(status)) => return Ok(status),
-            Ok(None) if Instant::now() < deadline => pause = nap(pause, deadline),
+            Ok(None) if Instant::now() < deadline => {
+                pause = match &exit {
+                    Some(exit) => wait_readable(&pipes, Some(exit), pause, deadline),
+                    None => nap(pause, deadline),
+                }
+            }
             Ok(None) => {
                 kill_and_reap(child);
                 return Err(None);
@@ -467,7 +476,21 @@ fn drain_until_closed(mut pipes: [&mut Drain; 2], deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        pause = nap(pause, deadline);
+        pause = wait_readable(&pipes, None, pause, deadline);
+    }
+}
+
+/// Blocks until an open pipe has data or hangs up, `exit` (a pidfd) is
+/// readable, or the deadline passes; returns the pause for a later nap.
+/// Naps instead where poll is refused.
+fn wait_readable(pipes: &[&mut Drain; 2], exit: Option<&OwnedFd>, pause: Duration, deadline: Instant) -> Duration {
+    let mut fds: Vec<PollFd> =
+        pipes.iter().filter_map(|p| p.pipe.as_ref()).map(|f| PollFd::new(f, PollFlags::IN)).collect();
+    fds.extend(exit.map(|fd| PollFd::new(fd, PollFlags::IN)));
+    let left = Timespec::try_from(deadline.saturating_duration_since(Instant::now()));
+    match left.map(|t| poll(&mut fds, Some(&t))) {
+        Ok(Ok(_)) | Ok(Err(rustix::io::Errno::INTR)) if !fds.is_empty() => pause,
+        _ => nap(pause, deadline),
     }
 }
 
