@@ -24,6 +24,7 @@ mod injection {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     static HITS: AtomicU32 = AtomicU32::new(0);
+    static TRACE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// The first argument that is not an option: the subcommand.
     fn subcommand() -> String {
@@ -43,8 +44,11 @@ mod injection {
     pub(super) fn at(name: &'static str) {
         let sub = subcommand();
         if let Ok(trace) = std::env::var("OXIDIZR_CRASH_TRACE") {
+            // One write(2) per line, under a lock: points reached on the
+            // batch worker threads must not interleave their lines.
+            let _one_at_a_time = TRACE.lock();
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(trace) {
-                let _ = writeln!(f, "{sub} {name}");
+                let _ = f.write_all(format!("{sub} {name}\n").as_bytes());
             }
         }
         if std::env::var("OXIDIZR_CRASH_ONLY").is_ok_and(|only| only != sub) {
