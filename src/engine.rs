@@ -624,7 +624,12 @@ impl Engine {
         drop(lib);
         // Our directory itself, when nothing is left in it (a quarantine
         // with content keeps it, for the admin).
-        let gone = self.layout.root.remove_empty_subtree(&SafePath::parse(LIB)?)?;
+        // Best effort: everything that matters is done, and a failure here
+        // must not fail the removal of the package.
+        let gone = self.layout.root.remove_empty_subtree(&SafePath::parse(LIB)?).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot remove our empty directory");
+            false
+        });
         let what = if gone { format!("removed /{LIB}") } else { "removed generations, profiles and store".to_string() };
         self.fact("purge", what, None, None, None);
         Ok(())

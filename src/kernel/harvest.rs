@@ -68,9 +68,9 @@ struct Pending {
 /// [`harvest`] for many files with the durability points batched: every
 /// file is linked to a temporary name and fsynced (concurrently, see
 /// `stage_all`), then all are renamed into place, and each store directory
-/// is fsynced once. Each stored name appears by one rename of a durable inode, so a
-/// crash leaves every name absent, the old file or the new one. Results are
-/// in item order; on an error no temporary name is left behind.
+/// is fsynced once. Each stored name appears by one rename of a durable
+/// inode, so a crash leaves every name absent, the old file or the new one.
+/// Results are in item order; on an error no temporary name is left behind.
 pub fn harvest_many(items: &[HarvestItem], log: &mut FsyncLog) -> Result<Vec<Harvested>> {
     let mut done: Vec<Option<Harvested>> = vec![None; items.len()];
     let mut pending: Vec<Pending> = Vec::new();

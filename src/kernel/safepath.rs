@@ -154,9 +154,7 @@ impl SafeRoot {
         }
         Ok(Dir::from_fd(cur, shown))
     }
-}
 
-impl SafeRoot {
     /// Removes the allowed subtree `tree` itself (e.g. `usr/lib/oxidizr-arch`,
     /// exactly one of the allowed paths, never an ancestor or a descendant)
     /// when it is an empty directory, and fsyncs its parent. Anything else
