@@ -168,27 +168,24 @@ impl SafeRoot {
         let Some(parent) = tree.parent() else {
             return Err(Error::new(ErrorId::Policy, format!("refused to remove {tree}: it has no parent")));
         };
-        let mut cur = rustix::io::dup(&self.fd).map_err(|e| Error::io(ErrorId::Io, "dup of the root", e.into()))?;
-        let mut shown = self.root.clone();
-        for comp in parent.components() {
-            shown.push(comp);
-            cur = match open_child_dir(&cur, comp) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => return Ok(false),
-                Err(e) => return Err(dir_error(&shown, e)),
-            };
-        }
-        match rustix::fs::unlinkat(&cur, tree.file_name(), AtFlags::REMOVEDIR) {
+        // The parent is an ancestor of an allowed subtree: open_dir reaches
+        // it without following a symlink.
+        let dir = match self.open_dir(&parent, false) {
+            Ok(dir) => dir,
+            Err(_) if self.root.join(parent.to_string().trim_start_matches('/')).symlink_metadata().is_err() => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::unlinkat(dir.fd(), tree.file_name(), AtFlags::REMOVEDIR) {
             Ok(()) => {
-                rustix::fs::fsync(&cur).map_err(|e| dir_error(&shown, e))?;
+                rustix::fs::fsync(dir.fd()).map_err(|e| {
+                    Error::io(ErrorId::Io, format!("fsync of {} failed", dir.path().display()), e.into())
+                })?;
                 Ok(true)
             }
             Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST | Errno::NOTDIR) => Ok(false),
-            Err(e) => Err(Error::io(
-                ErrorId::Io,
-                format!("cannot remove {}", shown.join(tree.file_name()).display()),
-                e.into(),
-            )),
+            Err(e) => Err(Error::io(ErrorId::Io, format!("cannot remove {}", dir.show(tree.file_name())), e.into())),
         }
     }
 }
