@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs as PID 1 of a private mount+PID namespace (test-orch/run in_scenario):
-# mounts a throwaway overlay of the base root, the API filesystems, the
+# mounts a throwaway overlay of the base root (with OXIDIZR_SCENARIO_FS=ext4:
+# a copy of it on a fresh loop-mounted ext4), the API filesystems, the
 # repository and the caches, then execs the command chrooted in it.
 # Nothing here is visible outside the namespace, and it all vanishes with it.
 set -euo pipefail
