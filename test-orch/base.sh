@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the testbed's base root: Debian sid with pacman 7.1 / libalpm 16, a
 # Rust toolchain, GNU coreutils+findutils, uutils (rust-coreutils,
-# rust-findutils), busybox, makepkg+fakeroot and the filesystem tools the
-# tests use.
+# rust-findutils), makepkg+fakeroot and the filesystem tools the tests use.
+# Like Arch's `base`, the root has no busybox: its binary is kept aside in
+# /opt/oxidizr-testbed/busybox for `test-orch/mkpkg busybox`, so a scenario
+# that wants it installs it with pacman, as the optdepend it is.
 #
 # The cache key of the base root is the sha256 of this file: change anything
 # here and the next run rebuilds the base from nothing.
@@ -16,7 +18,7 @@ mirror=${OXIDIZR_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What debootstrap installs in one go (shared/TESTBED.md): the build needs the
 # four -dev packages because alpm-sys runs pkg-config on libalpm.pc.
 include=pacman-package-manager,libalpm-dev,pkg-config,cargo,rustc,gcc,libc6-dev
-include+=,rust-coreutils,rust-findutils,busybox,libarchive-tools,zstd
+include+=,rust-coreutils,rust-findutils,libarchive-tools,zstd
 include+=,ca-certificates,libssl-dev,libarchive-dev,libcurl4-openssl-dev,libgpgme-dev
 
 # Tools the tests use, installed with apt inside the root afterwards:
@@ -79,6 +81,15 @@ in_root bash -c 'set -e; mkdir -p /opt/oxidizr-testbed/gnu
         while IFS= read -r c; do cp -a "/usr/bin/$c" "/opt/oxidizr-testbed/gnu/$c"; done <"/opt/oxidizr-testbed/$p.list"
     done'
 
+# busybox, not installed (Arch's base has none): its static binary, unpacked
+# from Debian's package, for test-orch/mkpkg busybox.
+in_root bash -c 'set -e; cd /tmp; apt-get download -qq busybox-static
+    dpkg-deb -x busybox-static_*.deb bb; install -m 0755 "$(find bb -name busybox -type f | head -1)" /opt/oxidizr-testbed/busybox
+    /opt/oxidizr-testbed/busybox true; rm -rf bb busybox-static_*.deb'
+if [ -e "$dest/usr/bin/busybox" ] || [ -e "$dest/bin/busybox" ]; then
+    echo "error: the base root has a busybox; a stock Arch base has none" >&2; exit 1
+fi
+
 # makepkg refuses to run as root: packages are built by this user.
 in_root useradd --create-home --uid 1500 builder
 
@@ -86,7 +97,8 @@ in_root useradd --create-home --uid 1500 builder
 in_root bash -c 'pacman --version | sed -n "s/.*\(Pacman v[^ ]*\).*\(libalpm v[^ ]*\).*/\1 \2/p";
     rustc --version; cargo --version;
     ls --version | head -1; find --version | head -1;
-    dpkg-query -W -f="\${Package} \${Version}\n" rust-coreutils rust-findutils busybox' >"$dest/etc/oxidizr-testbed-versions"
+    dpkg-query -W -f="\${Package} \${Version}\n" rust-coreutils rust-findutils;
+    /opt/oxidizr-testbed/busybox | head -1' >"$dest/etc/oxidizr-testbed-versions"
 cat "$dest/etc/oxidizr-testbed-versions"
 rm -f "$dest/etc/resolv.conf"
 echo "==> base root ready"
