@@ -84,8 +84,11 @@ in_root bash -c 'set -e; mkdir -p /opt/oxidizr-testbed/gnu
 # busybox, not installed (Arch's base has none): its static binary, unpacked
 # from Debian's package, for test-orch/mkpkg busybox.
 in_root bash -c 'set -e; cd /tmp; apt-get download -qq busybox-static
-    dpkg-deb -x busybox-static_*.deb bb; install -m 0755 "$(find bb -name busybox -type f | head -1)" /opt/oxidizr-testbed/busybox
-    /opt/oxidizr-testbed/busybox true; rm -rf bb busybox-static_*.deb'
+    dpkg-deb -x busybox-static_*.deb bb
+    bin=$(find bb -path "*bin/busybox" -type f | head -1)
+    [ "$(head -c 4 "$bin" | od -An -c | tr -d " ")" = "177ELF" ] || { echo "busybox-static: no ELF at */bin/busybox" >&2; exit 1; }
+    install -m 0755 "$bin" /opt/oxidizr-testbed/busybox
+    env -i /opt/oxidizr-testbed/busybox true; rm -rf bb busybox-static_*.deb'
 if [ -e "$dest/usr/bin/busybox" ] || [ -e "$dest/bin/busybox" ]; then
     echo "error: the base root has a busybox; a stock Arch base has none" >&2; exit 1
 fi
