@@ -128,8 +128,8 @@ fn kernel_on_tmpfs() {
 
 /// A root on a fresh filesystem of one kind: merged-/usr skeleton, the
 /// host's shared libraries bind-mounted read-only (the commands run
-/// chrooted), busybox (the rescue toolset), and the four packages
-/// installed by pacman.
+/// chrooted), and the four packages installed by pacman; no busybox, like
+/// Arch's `base` (the rescue check runs the GNU tools).
 struct EngineRoot {
     fs: LoopFs,
     _tmp: tempfile::TempDir,
@@ -167,7 +167,6 @@ impl EngineRoot {
         let libs = r.join("usr/lib/x86_64-linux-gnu");
         run_ok(Command::new("mount").args(["--bind", "/usr/lib/x86_64-linux-gnu"]).arg(&libs));
         run_ok(Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&libs));
-        fs::copy("/usr/bin/busybox", r.join("usr/bin/busybox")).unwrap();
 
         let pkgs = tempfile::tempdir().unwrap();
         let files = [
