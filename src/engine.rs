@@ -270,8 +270,12 @@ impl Engine {
         self.record_intent(active, Some(n), Some(profile))?;
         crate::kernel::crash::point("engine:after-intent");
         let reuse = self.reuse_for(active_manifest.as_ref(), &plan, force)?;
+        let store_sha256 = harvest.sha256.clone();
         match self.build_and_activate(&plan, &gnu_plan, n, reuse, harvest.sha256, active) {
-            Ok(()) => {
+            Ok(built) => {
+                if profile == Profile::Uutils {
+                    self.refresh_gnu_profile(state, &gnu_plan, store_sha256, &built, force);
+                }
                 self.commit(state, profile, n, true)?;
                 self.fact(
                     "commit",
@@ -331,16 +335,36 @@ impl Engine {
         // not after the flip.
         self.check_sidecars()?;
         generation::check_pointers(&self.layout)?;
-        let store_dir = gnu_plan.applets.get("ls").and_then(|a| match &a.source {
-            Source::Gnu { package, version } => Some(format!("/{LIB}/store/gnu/{}", store_dir_name(package, version))),
-            Source::Uutils { .. } => None,
-        });
         // The rescue check executes binaries: a dry run stays pure.
         if !self.opts.dry_run {
-            let rescue = crate::rescue::check(&self.opts.root, store_dir.as_deref())?;
+            let rescue = crate::rescue::check(&self.smoke_config(), &self.rescue_store_dirs(gnu_plan)?)?;
             self.fact("preflight", format!("rescue toolset: {rescue}"), None, None, None);
         }
         Ok(())
+    }
+
+    /// The store directories the rescue check may find GNU tools in (paths
+    /// inside the root): the installed GNU coreutils' first, then every
+    /// other stored version.
+    fn rescue_store_dirs(&self, gnu_plan: &Plan) -> Result<Vec<String>> {
+        let store = format!("/{LIB}/store/gnu");
+        let mut dirs: Vec<String> = gnu_plan
+            .applets
+            .get("ls")
+            .and_then(|a| match &a.source {
+                Source::Gnu { package, version } => Some(format!("{store}/{}", store_dir_name(package, version))),
+                Source::Uutils { .. } => None,
+            })
+            .into_iter()
+            .collect();
+        if self.opts.root.join(LIB).join("store/gnu").is_dir() {
+            let mut others = self.layout.dir(&format!("{LIB}/store/gnu"), false)?.list()?;
+            others.sort_by(|a, b| b.cmp(a));
+            let others: Vec<String> =
+                others.into_iter().map(|d| format!("{store}/{d}")).filter(|d| !dirs.contains(d)).collect();
+            dirs.extend(others);
+        }
+        Ok(dirs)
     }
 
     /// The next free generation number (never reused, even after a crash).
@@ -371,9 +395,80 @@ impl Engine {
         Intent::clear(&dir, &mut self.log)
     }
 
+    /// Keeps `profiles/gnu` naming a generation of the installed GNU
+    /// versions while the uutils profile is active, so `canary` and the
+    /// rollback chain run the GNU that pacman installed, and GC can free
+    /// the store of older versions. Runs before the commit, while the
+    /// operation's intent is pending: a crash here is recovered like one
+    /// in the build (the staging tree is swept). Best effort: a failure
+    /// leaves the old pointer, is recorded as a fact and printed, and does
+    /// not undo the switch that already passed its live smoke.
+    fn refresh_gnu_profile(
+        &mut self,
+        state: &mut State,
+        gnu_plan: &Plan,
+        store_sha256: BTreeMap<String, String>,
+        built: &Manifest,
+        force: bool,
+    ) {
+        let current = generation::profile_pointer(&self.layout, Profile::Gnu).ok().flatten();
+        let old = current.and_then(|g| generation::read_manifest(&self.layout, g).ok());
+        if !force && old.as_ref().is_some_and(|m| m.applets == gnu_plan.applets) {
+            return;
+        }
+        match self.build_gnu_profile(state, gnu_plan, store_sha256, built, old.as_ref(), force) {
+            Ok((g, executed)) => {
+                let text = format!("profiles/gnu -> generation {g} ({executed} checks executed)");
+                self.fact("profile-gnu", text, None, current, Some(g));
+            }
+            Err(e) => {
+                let text = format!("profiles/gnu not refreshed (still {current:?}): {}", e.reason);
+                eprintln!("oxidizr-hook: warning: {text}");
+                self.fact("profile-gnu", text, Some(e.id), current, None);
+            }
+        }
+    }
+
+    /// Builds and candidate-smokes a GNU generation for `gnu_plan`, then
+    /// points `profiles/gnu` at it. The verdicts of the generation this very
+    /// run just built are carried over for the same binaries (they were
+    /// executed moments ago); in the hooks, so are the old GNU profile's.
+    /// Returns the generation and how many checks it executed.
+    fn build_gnu_profile(
+        &mut self,
+        state: &mut State,
+        gnu_plan: &Plan,
+        store_sha256: BTreeMap<String, String>,
+        built: &Manifest,
+        old: Option<&Manifest>,
+        force: bool,
+    ) -> Result<(u64, usize)> {
+        let g = self.allocate(state)?;
+        let mut earlier = vec![built.smoke.clone()];
+        if self.opts.reuse_smoke {
+            earlier.extend(old.map(|m| m.smoke.clone()));
+        }
+        let same_links = |m: &Manifest| {
+            m.applets.len() == gnu_plan.applets.len()
+                && m.applets.iter().all(|(a, p)| gnu_plan.applets.get(a).is_some_and(|q| q.target == p.target))
+        };
+        let shared = match old.filter(|m| !force && same_links(m)) {
+            Some(m) => generation::tree_owner(&self.layout, m.generation)?,
+            None => None,
+        };
+        let cfg = self.smoke_config();
+        let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, true);
+        let m = generation::build(&self.layout, gnu_plan, g, store_sha256, &smoke_fn, &mut self.log, shared)?;
+        crate::kernel::crash::point("engine:after-gnu-profile-build");
+        generation::point_profile(&self.layout, Profile::Gnu, g, &mut self.log)?;
+        let executed = m.smoke.applets.iter().chain(&m.smoke.behaviour).filter(|c| !c.reused).count();
+        Ok((g, executed))
+    }
+
     /// Builds generation `n` (with what it may reuse of earlier ones),
     /// smokes it as a candidate, then activates it; a failed live smoke
-    /// runs the rollback chain and returns `E_SMOKE`.
+    /// runs the rollback chain and returns `E_SMOKE`. Returns the manifest
+    /// of the generation now active.
     fn build_and_activate(
         &mut self,
         plan: &Plan,
@@ -382,7 +477,7 @@ impl Engine {
         reuse: Reuse,
         sha: BTreeMap<String, String>,
         from: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<Manifest> {
         let cfg = self.smoke_config();
         let (shared, earlier) = (reuse.tree, reuse.verdicts);
         let carry = self.opts.reuse_smoke;
@@ -410,7 +505,7 @@ impl Engine {
                 live.applets.len()
             );
             self.fact("smoke-live", text, None, from, Some(n));
-            return Ok(());
+            return Ok(manifest);
         }
         let err = generation::smoke_error(&format!("generation {n} through /usr/bin"), &live);
         self.fact("smoke-live", err.reason.clone(), Some(ErrorId::Smoke), from, Some(n));
@@ -500,11 +595,66 @@ impl Engine {
             .collect();
         let linked = take_over_many(&bin, &sidecars, &items, &mut self.log)?.iter().filter(|t| t.changed).count();
         let gone: Vec<String> = self.managed_names()?.into_iter().filter(|n| !plan.applets.contains_key(n)).collect();
+        let (mut restored, mut dropped) = (0, Vec::new());
         for name in &gone {
-            self.restore_one(&bin, &sidecars, name)?;
+            match self.shipped_no_more(&sidecars, name, gnu_plan)? {
+                Some(package) => {
+                    self.drop_managed(&bin, &sidecars, name)?;
+                    dropped.push(format!("/usr/bin/{name} ({package})"));
+                }
+                None => {
+                    self.restore_one(&bin, &sidecars, name)?;
+                    restored += 1;
+                }
+            }
         }
-        self.fact("link", format!("{linked} linked, {} restored (no longer shipped)", gone.len()), None, None, None);
+        if !dropped.is_empty() {
+            bin.sync(&mut self.log)?;
+            sidecars.sync(&mut self.log)?;
+            let text = format!("no longer shipped, left absent as pacman removed it: {}", dropped.join(", "));
+            self.fact("drop", text, None, None, None);
+        }
+        self.fact(
+            "link",
+            format!("{linked} linked, {restored} restored (no longer managed), {} dropped", dropped.len()),
+            None,
+            None,
+            None,
+        );
         Ok(())
+    }
+
+    /// The GNU package (`name-version` installed now) that used to ship
+    /// the managed `name` and no longer does: the name was harvested from a
+    /// configured family's GNU package, that package is still installed,
+    /// and its file list no longer has it. pacman removed the name with the
+    /// old file list; absence is pacman's intent. None for names we stop
+    /// managing for other reasons (configuration, the package removed).
+    fn shipped_no_more(&self, sidecars: &Dir, name: &str, gnu_plan: &Plan) -> Result<Option<String>> {
+        if gnu_plan.applets.contains_key(name) {
+            return Ok(None);
+        }
+        let Some(sc) = sidecar::read(sidecars, name)? else { return Ok(None) };
+        let Some((package, _)) = crate::verify::store_package(&sc.backup_dir) else { return Ok(None) };
+        let configured = self.config.families.iter().any(|f| f.gnu_package == package);
+        Ok(gnu_plan
+            .packages
+            .get(&package)
+            .filter(|_| configured)
+            .map(|version| format!("{package} {version} does not ship it")))
+    }
+
+    /// Stops managing a name its package no longer ships: our link goes
+    /// (what pacman or another package put there stays), then its sidecar.
+    /// A crash in between leaves the sidecar of an absent name, which the
+    /// next run drops the same way.
+    fn drop_managed(&mut self, bin: &Dir, sidecars: &Dir, name: &str) -> Result<()> {
+        if let Entry::Symlink(_, d) = bin.entry(name)? {
+            if d == managed_link(name) {
+                bin.remove_file(name)?;
+            }
+        }
+        sidecars.remove_file(&sidecar::sidecar_name(name))
     }
 
     /// Reads every sidecar and checks that its name can be restored (our

@@ -274,6 +274,21 @@ pub fn flip(layout: &Layout, n: u64, profile: Profile, log: &mut FsyncLog) -> Re
     Ok(before)
 }
 
+/// Points `profiles/<profile>` at generation `n` without touching
+/// `active` (one atomic rename, directory fsynced): a profile kept current
+/// for `canary` and the rollback chain while another profile is active.
+pub fn point_profile(layout: &Layout, profile: Profile, n: u64, log: &mut FsyncLog) -> Result<()> {
+    let profiles = layout.lib(true)?.subdir("profiles", true)?;
+    if let Entry::Directory(_) = profiles.entry(profile.as_str())? {
+        return Err(Error::new(
+            ErrorId::Policy,
+            format!("{} is a directory, not our pointer", profiles.show(profile.as_str())),
+        ));
+    }
+    replace_with_symlink(&profiles, profile.as_str(), &format!("../generations/{n}"), log)?;
+    Ok(())
+}
+
 /// Refuses (`E_POLICY`) pointers that are not ours: `active` and the
 /// profile pointers must be symlinks (or absent), `profiles` a directory
 /// (or absent). Checked in preflight, before anything is built or flipped.
