@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorId, Result};
 use crate::generation;
 use crate::inventory::PackageDb;
 use crate::layout::LIB;
-use crate::lock::{refuse_if_pacman_running, Lock};
+use crate::lock::{check_wait, pacman_running_in, refuse_if_pacman_running, Lock, LockMode, PacmanLock};
 use crate::plan::{Plan, Source};
 use crate::state::{Profile, State};
 use crate::{status, verify};
@@ -66,8 +66,8 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
         Command::Disable => mutate(g, "disable", false, disable),
         Command::Canary { shell, command } => canary(g, *shell, command),
         Command::Generations => cmd_generations(g),
-        Command::Gc => mutate(g, "gc", false, |e, _state| {
-            let removed = e.gc()?;
+        Command::Gc => mutate(g, "gc", false, |e, state| {
+            let removed = e.gc(state)?;
             Ok(Output::new(
                 format!("==> gc: removed {}\n", if removed.is_empty() { "nothing".into() } else { removed.join(", ") }),
                 json!({ "removed": removed }),
@@ -123,7 +123,7 @@ fn locked(
     f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
 ) -> Result<Output> {
     let config = Config::load(&g.root)?;
-    let lock_wait = Duration::from_secs(g.lock_timeout.unwrap_or(config.lock_timeout_secs));
+    let lock_wait = lock_wait(g, &config)?;
     let opts = Options { reuse_smoke: hook && config.reuse_smoke_verdicts, ..options(g, &config, dry_run) };
     let mut engine = Engine::new(opts, config, operation)?;
     if dry_run {
@@ -134,12 +134,20 @@ fn locked(
         refuse_if_pacman_running(&g.dbpath())?;
     }
     let mut lock = Lock::open(&engine.state_dir()?)?;
-    let _guard = lock.acquire(lock_wait)?;
+    let guard = lock.acquire(LockMode::Exclusive, lock_wait)?;
+    // An admin mutation holds pacman's lock too, for its whole duration:
+    // a pacman transaction started meanwhile refuses to run. The hooks run
+    // inside pacman's transaction, which holds it already.
+    let _pacman = if hook { None } else { Some(PacmanLock::take(&g.dbpath())?) };
+    engine.lock_waited(guard.waited, guard.attempts);
     let mut state = engine.load_state()?;
     let recovered = engine.recover(&mut state)?;
     let result = f(&mut engine, &mut state);
     engine.finish();
     let mut out = result?;
+    if let Some(h) = engine.released_hold() {
+        out.text = format!("==> released the rollback to generation {h}: a new generation was built\n{}", out.text);
+    }
     if let Some(r) = recovered {
         out.text = format!("==> recovered: {r}\n{}", out.text);
     }
@@ -221,39 +229,13 @@ fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<O
 }
 
 fn rollback(e: &mut Engine, s: &mut State) -> Result<Output> {
-    let active = generation::active(&e.layout)?;
-    let (existing, _) = generation::list(&e.layout)?;
-    let target = s
-        .history
-        .iter()
-        .rev()
-        .filter(|h| h.smoke_passed && Some(h.generation) != active && existing.contains(&h.generation))
-        .map(|h| h.generation)
-        .next()
-        .ok_or_else(|| Error::new(ErrorId::Policy, "no previous good generation to roll back to"))?;
-    let manifest = generation::read_manifest(&e.layout, target)?;
-    let (_, gnu_plan) = e.plan(manifest.profile, &s.pins)?;
-    let report = e.activate(&manifest, &gnu_plan)?;
-    if !report.passed {
-        let err = generation::smoke_error(&format!("generation {target}"), &report);
-        s.degrade(err.id, err.reason.clone());
-        e.save_state(s)?;
-        return Err(err);
-    }
-    s.profile = Some(manifest.profile);
-    s.degraded = None;
-    s.record(crate::state::HistoryEntry {
-        generation: target,
-        profile: manifest.profile,
-        operation: "rollback".into(),
-        at: crate::state::now(),
-        smoke_passed: true,
-    });
-    e.save_state(s)?;
-    e.fact("commit", format!("rolled back to generation {target}"), None, active, Some(target));
+    let (from, to, profile) = e.roll_back(s)?;
     Ok(Output::new(
-        format!("==> rolled back to generation {target} (profile {})\n", manifest.profile.as_str()),
-        json!({ "result": "rolled-back", "from": active, "to": target, "profile": manifest.profile }),
+        format!(
+            "==> rolled back to generation {to} (profile {}); held until the next use, pin, repair or package change\n",
+            profile.as_str()
+        ),
+        json!({ "result": "rolled-back", "from": from, "to": to, "profile": profile, "held": true }),
     ))
 }
 
@@ -298,7 +280,7 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
         if moved > 0 {
             actions.push(format!("quarantined {moved} foreign entries in /{LIB}/quarantine"));
         }
-        e.gc()?;
+        e.gc(s)?;
     }
     let after = verify::check(e, s)?;
     let mut out = render_verify(&after);
@@ -318,12 +300,54 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
     Ok(out)
 }
 
+/// The bounded wait for our lock: `--lock-timeout`, else the
+/// configuration's; out of range is `E_USAGE` / `E_CONFIG`, never a panic.
+fn lock_wait(g: &GlobalOpts, config: &Config) -> Result<Duration> {
+    match g.lock_timeout {
+        Some(secs) => check_wait(secs, ErrorId::Usage, "--lock-timeout"),
+        None => check_wait(config.lock_timeout_secs, ErrorId::Config, "lock_timeout_secs"),
+    }
+}
+
+/// The exit status of `verify` when an operation is in flight (EX_TEMPFAIL):
+/// nothing was judged, try again when it is over.
+pub const VERIFY_BUSY: u8 = 75;
+
+/// `verify`: reads only. It takes our lock shared (bounded wait), so it
+/// never judges a switch half-way; while pacman or another oxidizr-hook
+/// is mid-operation it reports that (exit 75) instead of in-flight states
+/// as damage.
 fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
     let config = Config::load(&g.root)?;
+    let wait = lock_wait(g, &config)?;
     let engine = Engine::new(options(g, &config, true), config, "verify")?;
+    if pacman_running_in(&g.dbpath()) {
+        return Ok(busy(format!("pacman is mid-transaction ({} exists)", g.dbpath().join("db.lck").display())));
+    }
+    let _shared = match Lock::open_existing(&g.root, &engine.layout)? {
+        Some(mut lock) => match lock.acquire(LockMode::Shared, wait) {
+            Ok(guard) => Some(guard),
+            Err(e) if e.id == ErrorId::Locking => return Ok(busy(e.reason)),
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
     let state = engine.load_state()?;
     let problems = verify::check(&engine, &state)?;
-    Ok(render_verify(&problems))
+    let mut out = render_verify(&problems);
+    if let Some(h) = state.held.filter(|h| generation::active(&engine.layout).ok().flatten() == Some(*h)) {
+        out.text = format!("==> held: generation {h} (rolled back by the admin; not checked against the installed packages)\n{}", out.text);
+        out.json["held"] = json!(h);
+    }
+    Ok(out)
+}
+
+/// `verify`'s answer while an operation is in flight.
+fn busy(why: String) -> Output {
+    let text = format!("==> operation in progress: {why}; nothing was checked (run verify again when it is over)\n");
+    let mut out = Output::new(text, json!({ "healthy": null, "in_progress": why, "problems": [] }));
+    out.code = VERIFY_BUSY;
+    out
 }
 
 fn render_verify(problems: &[verify::Problem]) -> Output {
@@ -352,6 +376,11 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
         "==> profile: {profile}; active generation: {}\n",
         active.map_or("none".into(), |n| n.to_string())
     ));
+    if let Some(h) = state.held {
+        text.push_str(&format!(
+            "==> held: generation {h} (rolled back; held until the next use, pin, repair or package change)\n"
+        ));
+    }
     if !state.pins.is_empty() {
         text.push_str(&format!("  -> pinned to GNU: {}\n", state.pins.iter().cloned().collect::<Vec<_>>().join(" ")));
     }

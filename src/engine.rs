@@ -106,6 +106,11 @@ pub struct Engine {
     /// does not read them again; used only while a name is that very inode.
     observed: BTreeMap<String, Known>,
     facts: Facts,
+    /// How long the operation waited for our lock and how many attempts it
+    /// took, once it holds it (carried by every fact).
+    lock: Option<(u64, u32)>,
+    /// The rollback hold this run released, if any (said in one line).
+    released: Option<u64>,
     /// Every fsync of this run.
     pub log: FsyncLog,
 }
@@ -128,6 +133,8 @@ impl Engine {
             degraded: false,
             observed: BTreeMap::new(),
             facts,
+            lock: None,
+            released: None,
             log: FsyncLog::default(),
         })
     }
@@ -155,9 +162,22 @@ impl Engine {
             phase_us: self.last_fact.elapsed().as_micros() as u64,
             degraded: self.degraded,
             slow_fsync: self.log.has_slow(),
+            lock_wait_ms: self.lock.map(|(ms, _)| ms),
+            lock_attempts: self.lock.map(|(_, n)| n),
         };
         self.facts.emit(&fact);
         self.last_fact = Instant::now();
+    }
+
+    /// The generation whose rollback hold this run released (a new
+    /// generation was committed over it), if any.
+    pub fn released_hold(&self) -> Option<u64> {
+        self.released
+    }
+
+    /// Records the wait for our lock, carried by every later fact.
+    pub fn lock_waited(&mut self, waited: Duration, attempts: u32) {
+        self.lock = Some((u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), attempts));
     }
 
     /// Makes the facts durable (end of the operation).
@@ -785,6 +805,43 @@ impl Engine {
         Ok(())
     }
 
+    /// `rollback`: the newest good generation older than the active one
+    /// (see [`crate::state::older_good`]), with the whole shape: intent,
+    /// flip + link, live smoke, the rollback chain when it fails, commit.
+    /// The state then holds that generation (`held`). `E_POLICY` when
+    /// there is nothing older. Returns (from, to, its profile).
+    pub fn roll_back(&mut self, state: &mut State) -> Result<(u64, u64, Profile)> {
+        let active = generation::active(&self.layout)?
+            .ok_or_else(|| Error::new(ErrorId::Policy, "nothing is active: there is nothing to roll back"))?;
+        let (existing, _) = generation::list(&self.layout)?;
+        let target = crate::state::older_good(&state.history, active, &existing).ok_or_else(|| {
+            Error::new(
+                ErrorId::Policy,
+                format!("nothing older to roll back to: generation {active} is the oldest good generation kept"),
+            )
+        })?;
+        let manifest = generation::read_manifest(&self.layout, target)?;
+        let (_, gnu_plan) = self.plan(manifest.profile, &state.pins)?;
+        self.record_intent(Some(active), Some(target), Some(manifest.profile))?;
+        crate::kernel::crash::point("rollback:after-intent");
+        let live = self.activate(&manifest, &gnu_plan)?;
+        if !live.passed {
+            let err = generation::smoke_error(&format!("generation {target} through /usr/bin"), &live);
+            self.fact("smoke-live", err.reason.clone(), Some(ErrorId::Smoke), Some(active), Some(target));
+            let landed = self.rollback_chain(Some(active), target, &gnu_plan)?;
+            let err = Error::new(ErrorId::Smoke, format!("{}; rolled back to {landed}", err.reason));
+            state.degrade(err.id, err.reason.clone());
+            self.save_state(state)?;
+            self.clear_intent()?;
+            self.fact("fail", err.reason.clone(), Some(err.id), Some(active), Some(target));
+            return Err(err);
+        }
+        self.fact("smoke-live", "live smoke passed", None, Some(active), Some(target));
+        self.commit(state, manifest.profile, target, true)?;
+        self.fact("commit", format!("rolled back to generation {target} (held)"), None, Some(active), Some(target));
+        Ok((active, target, manifest.profile))
+    }
+
     /// Realizes a transitional plan (hooks: some uutils package is leaving)
     /// and returns the generation now active.
     pub fn transition(&mut self, state: &mut State, plan: &Plan, gnu_plan: &Plan) -> Result<u64> {
@@ -823,8 +880,15 @@ impl Engine {
         Ok("the pristine GNU files".to_string())
     }
 
-    /// Commits: desired profile, history, degraded cleared, intent cleared, GC.
+    /// Commits: desired profile, history, degraded cleared, the rollback
+    /// hold set (`rollback`) or released (every other operation), intent
+    /// cleared, GC.
     fn commit(&mut self, state: &mut State, profile: Profile, n: u64, smoke_passed: bool) -> Result<()> {
+        if let Some(h) = state.held.filter(|h| *h != n && self.operation != "rollback") {
+            self.fact("release", format!("the rollback hold on generation {h} is released"), None, Some(h), Some(n));
+            self.released = Some(h);
+        }
+        state.held = (self.operation == "rollback").then_some(n);
         state.profile = Some(profile);
         state.degraded = None;
         if state.history.last().map(|h| h.generation) != Some(n) {
@@ -840,7 +904,7 @@ impl Engine {
         crate::kernel::crash::point("engine:after-state");
         self.clear_intent()?;
         crate::kernel::crash::point("engine:after-clear-intent");
-        self.gc()?;
+        self.gc(state)?;
         Ok(())
     }
 
@@ -889,8 +953,22 @@ impl Engine {
         let (_, gnu_plan) = self.plan(profile, &state.pins)?;
         match intent.from_generation.and_then(|f| generation::read_manifest(&self.layout, f).ok()) {
             Some(m) => {
-                self.activate(&m, &gnu_plan)?;
-                Ok(format!("rolled the interrupted '{}' back to generation {}", intent.operation, m.generation))
+                if self.activate(&m, &gnu_plan)?.passed {
+                    return Ok(format!(
+                        "rolled the interrupted '{}' back to generation {}",
+                        intent.operation, m.generation
+                    ));
+                }
+                // The generation it started from no longer passes (a binary
+                // lost meanwhile): the rollback chain, and say so.
+                let landed = self.rollback_chain(None, m.generation, &gnu_plan)?;
+                let why = format!(
+                    "generation {} failed its live smoke when the interrupted '{}' was undone; now on {landed}",
+                    m.generation, intent.operation
+                );
+                state.degrade(ErrorId::Smoke, why.clone());
+                self.save_state(state)?;
+                Ok(why)
             }
             None => {
                 let n = self.restore_pristine()?;
@@ -915,9 +993,19 @@ impl Engine {
     /// Keeps the active generation, the profile pointers' and the newest
     /// `keep_generations`; removes the rest, then store directories that no
     /// kept generation and no sidecar references. Returns what was removed.
-    pub fn gc(&mut self) -> Result<Vec<String>> {
+    pub fn gc(&mut self, state: &State) -> Result<Vec<String>> {
         let (numbers, _) = generation::list(&self.layout)?;
-        let mut keep: BTreeSet<u64> = numbers.iter().rev().take(self.opts.keep_generations).copied().collect();
+        // The newest `keep_generations` that were active (what `rollback`
+        // can go back to): a generation built only for `profiles/gnu` does
+        // not take a rollback's place.
+        let was_active: BTreeSet<u64> = state.history.iter().map(|h| h.generation).collect();
+        let mut keep: BTreeSet<u64> = numbers
+            .iter()
+            .rev()
+            .filter(|n| was_active.contains(n))
+            .take(self.opts.keep_generations)
+            .copied()
+            .collect();
         keep.extend(generation::active(&self.layout)?);
         for p in [Profile::Gnu, Profile::Uutils] {
             keep.extend(generation::profile_pointer(&self.layout, p).ok().flatten());

@@ -48,6 +48,13 @@ pub struct Fact {
     pub degraded: bool,
     /// Whether an fsync of this operation took longer than 50 ms.
     pub slow_fsync: bool,
+    /// How long the operation waited for our lock, milliseconds (absent
+    /// for operations that take no lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_wait_ms: Option<u64>,
+    /// How many times the lock was tried (1: it was free).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_attempts: Option<u32>,
 }
 
 /// Appends facts to the facts file (O_APPEND, never through a symlink) and

@@ -1,33 +1,73 @@
-//! Locking: our own lock file (fd-lock, bounded wait), and pacman's
-//! `db.lck` check for manual commands.
+//! Locking: our own lock file, and pacman's `db.lck`.
 //!
-//! pacman's `db.lck` is a file created with O_EXCL, not a flock: its mere
-//! existence means a transaction is in flight (or crashed). Manual mutating
-//! commands refuse then; the hook entry points run inside that transaction
-//! and must not refuse for it.
+//! Our lock is a `flock(2)` on `/var/lib/oxidizr-arch/lock`, taken with a
+//! bounded wait: exclusive for every mutation, shared for `verify`. The
+//! guard that wins the lock is the one that holds it (the open file
+//! description carries the lock): there is no window between winning and
+//! holding, and the kernel releases it when the process dies.
+//!
+//! pacman's `db.lck` is a file created with `O_CREAT|O_EXCL`, not a flock:
+//! its existence means a transaction is in flight (or crashed). The hook
+//! entry points run inside pacman's transaction and leave it alone. An
+//! admin mutation creates it itself, after taking our lock, and removes it
+//! at the end ([`PacmanLock`]): pacman refuses to start a transaction
+//! meanwhile ("unable to lock database"), so oxidizr-arch and pacman never
+//! change the same files at the same time (DESIGN.md §6.9). One that exists
+//! already is refused the way pacman refuses it.
 
-use std::fs::File;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::Dir;
+use crate::layout::{Layout, STATE};
 
 /// Our lock file's name in the state directory.
 pub const LOCK_FILE: &str = "lock";
 /// The default bounded wait for our lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// The longest wait accepted from the configuration or the command line.
+pub const MAX_LOCK_WAIT_SECS: u64 = 24 * 3600;
+/// pacman's lock file in its database directory.
+pub const PACMAN_LOCK: &str = "db.lck";
 
-/// An open lock file; [`Lock::acquire`] takes it exclusively.
+/// The first pause between two attempts; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+/// The longest pause between two attempts (before jitter).
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+
+/// How the lock is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Every mutation: no other holder at all.
+    Exclusive,
+    /// Readers (`verify`): no mutation runs meanwhile, other readers may.
+    Shared,
+}
+
+/// The held lock: released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: OwnedFd,
+    /// How long the wait took.
+    pub waited: Duration,
+    /// How many times the lock was tried (1: free at once).
+    pub attempts: u32,
+}
+
+/// An open lock file; [`Lock::acquire`] takes it.
 pub struct Lock {
-    lock: fd_lock::RwLock<File>,
+    file: Option<OwnedFd>,
     shown: String,
 }
 
 impl Lock {
-    /// Opens (creating) the lock file in `dir`, never through a symlink.
+    /// Opens (creating, mode 0600) the lock file in `dir`, never through a
+    /// symlink.
     pub fn open(dir: &Dir) -> Result<Lock> {
         let fd = rustix::fs::openat(
             dir.fd(),
@@ -36,44 +76,224 @@ impl Lock {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| Error::io(ErrorId::Locking, format!("cannot open {}", dir.show(LOCK_FILE)), e.into()))?;
-        Ok(Lock { lock: fd_lock::RwLock::new(File::from(fd)), shown: dir.show(LOCK_FILE) })
+        Ok(Lock { file: Some(fd), shown: dir.show(LOCK_FILE) })
     }
 
-    /// Takes the lock exclusively, waiting at most `wait`; `E_LOCKING` then.
-    /// The lock is held until the guard is dropped (or the process dies).
-    pub fn acquire(&mut self, wait: Duration) -> Result<fd_lock::RwLockWriteGuard<'_, File>> {
-        let deadline = Instant::now() + wait;
-        let shown = self.shown.clone();
+    /// Opens the lock file read-only for a shared lock (`verify`, which may
+    /// run unprivileged): None when there is none yet (nothing was ever
+    /// switched) or the caller may not open it (an unprivileged reader
+    /// cannot race a mutation it could not start; it then checks unlocked).
+    pub fn open_existing(root: &Path, layout: &Layout) -> Result<Option<Lock>> {
+        if !root.join(STATE).is_dir() {
+            return Ok(None);
+        }
+        let dir = layout.state(false)?;
+        match rustix::fs::openat(dir.fd(), LOCK_FILE, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => Ok(Some(Lock { file: Some(fd), shown: dir.show(LOCK_FILE) })),
+            Err(Errno::NOENT | Errno::ACCESS) => Ok(None),
+            Err(e) => Err(Error::io(ErrorId::Locking, format!("cannot open {}", dir.show(LOCK_FILE)), e.into())),
+        }
+    }
+
+    /// Takes the lock in `mode`, waiting at most `wait` with exponential
+    /// backoff and jitter; `E_LOCKING` after that. The returned guard holds
+    /// the very lock that was won.
+    pub fn acquire(&mut self, mode: LockMode, wait: Duration) -> Result<LockGuard> {
+        let file = self.file.take().ok_or_else(|| Error::new(ErrorId::Locking, "the lock was taken already"))?;
+        let op = match mode {
+            LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+            LockMode::Shared => FlockOperation::NonBlockingLockShared,
+        };
+        let start = Instant::now();
+        let mut backoff = Backoff::new(start, wait);
         loop {
-            // Re-borrow each round: try_write's error does not keep the borrow.
-            match self.lock.try_write() {
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(Error::io(ErrorId::Locking, format!("cannot lock {shown}"), e)),
+            match flock(file.as_fd(), op) {
+                Ok(()) => return Ok(LockGuard { _file: file, waited: start.elapsed(), attempts: backoff.attempts }),
+                Err(Errno::WOULDBLOCK | Errno::INTR) => {}
+                Err(e) => return Err(Error::io(ErrorId::Locking, format!("cannot lock {}", self.shown), e.into())),
             }
-            if Instant::now() >= deadline {
+            if !backoff.pause() {
                 return Err(Error::new(
                     ErrorId::Locking,
-                    format!("another oxidizr-hook holds {shown}; gave up after {} s", wait.as_secs()),
+                    format!(
+                        "another oxidizr-hook holds {}; gave up after {} s ({} attempts)",
+                        self.shown,
+                        wait.as_secs(),
+                        backoff.attempts
+                    ),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        self.lock.try_write().map_err(|e| Error::io(ErrorId::Locking, format!("cannot lock {shown}"), e))
     }
+}
+
+/// Bounded exponential backoff with jitter: pauses of 2, 4, 8, ... ms up
+/// to 250 ms, each between half and all of its nominal length, never past
+/// the deadline.
+struct Backoff {
+    deadline: Option<Instant>,
+    next: Duration,
+    attempts: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(start: Instant, wait: Duration) -> Backoff {
+        // Any timeout is accepted: one too far to represent has no deadline.
+        let seed = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos());
+        Backoff { deadline: start.checked_add(wait), next: FIRST_PAUSE, attempts: 1, seed }
+    }
+
+    /// Sleeps before the next attempt; false when the deadline has passed.
+    fn pause(&mut self) -> bool {
+        let now = Instant::now();
+        let left = match self.deadline {
+            Some(d) if now >= d => return false,
+            Some(d) => d - now,
+            None => Duration::MAX,
+        };
+        // xorshift: jitter so that waiters started together spread out.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let nominal = self.next.as_micros() as u64;
+        let jittered = Duration::from_micros(nominal / 2 + self.seed % (nominal / 2 + 1));
+        std::thread::sleep(jittered.min(left));
+        self.next = (self.next * 2).min(MAX_PAUSE);
+        self.attempts += 1;
+        true
+    }
+}
+
+/// pacman's lock, held by an admin mutation: `DBPATH/db.lck` created with
+/// `O_CREAT|O_EXCL` (mode 0000, as pacman creates it) and removed when
+/// dropped. A crash leaves it behind, exactly like a crashed pacman.
+#[derive(Debug)]
+pub struct PacmanLock {
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl PacmanLock {
+    /// Creates `dbpath/db.lck`; `E_LOCKING` with pacman's advice when it
+    /// exists (pacman is mid-transaction, or one crashed).
+    pub fn take(dbpath: &Path) -> Result<PacmanLock> {
+        let path = dbpath.join(PACMAN_LOCK);
+        let dir = rustix::fs::open(dbpath, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| {
+                Error::io(ErrorId::Locking, format!("cannot open the package database {}", dbpath.display()), e.into())
+            })?;
+        match rustix::fs::openat(
+            &dir,
+            PACMAN_LOCK,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(_) => Ok(PacmanLock { dir, path }),
+            Err(Errno::EXIST) => Err(pacman_running(&path)),
+            Err(e) => Err(Error::io(ErrorId::Locking, format!("cannot create {}", path.display()), e.into())),
+        }
+    }
+}
+
+impl Drop for PacmanLock {
+    fn drop(&mut self) {
+        if let Err(e) = rustix::fs::unlinkat(&self.dir, PACMAN_LOCK, rustix::fs::AtFlags::empty()) {
+            eprintln!("oxidizr-hook: warning: cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+fn pacman_running(lck: &Path) -> Error {
+    Error::new(
+        ErrorId::Locking,
+        format!(
+            "unable to lock database: pacman is mid-transaction ({} exists); run this after it finishes (if you're sure a package manager is not already running, you can remove {})",
+            lck.display(),
+            lck.display()
+        ),
+    )
+}
+
+/// Whether pacman's `db.lck` exists in `dbpath` (a transaction is in
+/// flight, or one crashed).
+pub fn pacman_running_in(dbpath: &Path) -> bool {
+    std::fs::symlink_metadata(dbpath.join(PACMAN_LOCK)).is_ok()
 }
 
 /// Refuses (`E_LOCKING`) when pacman's `db.lck` exists in `dbpath`.
 pub fn refuse_if_pacman_running(dbpath: &Path) -> Result<()> {
-    let lck = dbpath.join("db.lck");
-    if std::fs::symlink_metadata(&lck).is_ok() {
-        return Err(Error::new(
-            ErrorId::Locking,
-            format!(
-                "pacman is mid-transaction ({} exists); run this after it finishes (if no pacman is running, remove the stale lock)",
-                lck.display()
-            ),
-        ));
+    if pacman_running_in(dbpath) {
+        return Err(pacman_running(&dbpath.join(PACMAN_LOCK)));
     }
     Ok(())
+}
+
+/// Checks a lock timeout from the configuration or the command line.
+pub fn check_wait(secs: u64, id: ErrorId, what: &str) -> Result<Duration> {
+    if secs == 0 || secs > MAX_LOCK_WAIT_SECS {
+        return Err(Error::new(id, format!("{what} must be between 1 and {MAX_LOCK_WAIT_SECS} seconds, not {secs}")));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stops_at_the_deadline_and_counts_attempts() {
+        let start = Instant::now();
+        let mut b = Backoff::new(start, Duration::from_millis(30));
+        while b.pause() {}
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(b.attempts >= 3, "{} attempts", b.attempts);
+        assert!(b.next <= MAX_PAUSE);
+    }
+
+    #[test]
+    fn an_unrepresentable_wait_has_no_deadline_instead_of_a_panic() {
+        let b = Backoff::new(Instant::now(), Duration::MAX);
+        assert!(b.deadline.is_none());
+    }
+
+    #[test]
+    fn wait_bounds_are_errors_not_panics() {
+        assert_eq!(check_wait(0, ErrorId::Usage, "--lock-timeout").unwrap_err().id, ErrorId::Usage);
+        assert_eq!(check_wait(u64::MAX, ErrorId::Config, "x").unwrap_err().id, ErrorId::Config);
+        assert_eq!(check_wait(30, ErrorId::Config, "x").unwrap(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_winner_holds_the_lock_exclusive_against_shared_and_shared_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(tmp.path(), OFlags::DIRECTORY | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+        let dir = Dir::from_fd(fd, tmp.path().to_path_buf());
+        let short = Duration::from_millis(20);
+        let mut a = Lock::open(&dir).unwrap();
+        let held = a.acquire(LockMode::Exclusive, short).unwrap();
+        assert_eq!(held.attempts, 1);
+        let e = Lock::open(&dir).unwrap().acquire(LockMode::Shared, short).unwrap_err();
+        assert_eq!(e.id, ErrorId::Locking);
+        assert!(e.reason.contains("attempts"), "{}", e.reason);
+        drop(held);
+        let r1 = Lock::open(&dir).unwrap().acquire(LockMode::Shared, short).unwrap();
+        let r2 = Lock::open(&dir).unwrap().acquire(LockMode::Shared, short).unwrap();
+        assert!(Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, short).is_err());
+        drop((r1, r2));
+        Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, short).unwrap();
+    }
+
+    #[test]
+    fn pacman_lock_is_exclusive_and_removed_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = PacmanLock::take(tmp.path()).unwrap();
+        assert!(pacman_running_in(tmp.path()));
+        let e = PacmanLock::take(tmp.path()).unwrap_err();
+        assert_eq!(e.id, ErrorId::Locking);
+        assert!(e.reason.contains("unable to lock database"), "{}", e.reason);
+        drop(held);
+        assert!(!pacman_running_in(tmp.path()));
+    }
 }

@@ -79,6 +79,13 @@ pub struct State {
     pub history: Vec<HistoryEntry>,
     /// Set while the system is not in its desired, verified state.
     pub degraded: Option<Degraded>,
+    /// The generation the admin rolled back to, while it is held: an older
+    /// generation is a deliberate state (`verify` reports it, not as
+    /// damage) until the next operation that builds a generation (`use`,
+    /// `pin`, `unpin`, `verify --repair`, a pacman transaction touching a
+    /// managed package) releases it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
 }
 
 impl Default for State {
@@ -90,6 +97,7 @@ impl Default for State {
             next_generation: 1,
             history: Vec::new(),
             degraded: None,
+            held: None,
         }
     }
 }
@@ -134,7 +142,54 @@ impl State {
     }
 }
 
+/// The generation `rollback` goes to from `active`: the newest generation
+/// older than it (a smaller number: numbers are allocated in order) that
+/// a committed switch made active with a passed live smoke and that still
+/// exists. Pure.
+pub fn older_good(history: &[HistoryEntry], active: u64, existing: &[u64]) -> Option<u64> {
+    history
+        .iter()
+        .filter(|h| h.smoke_passed && h.generation < active && existing.contains(&h.generation))
+        .map(|h| h.generation)
+        .max()
+}
+
 /// The current time, RFC 3339, UTC, seconds.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(generation: u64, smoke_passed: bool) -> HistoryEntry {
+        HistoryEntry { generation, profile: Profile::Uutils, operation: "use".into(), at: now(), smoke_passed }
+    }
+
+    #[test]
+    fn rollback_walks_back_never_forward_and_ends() {
+        // use (1), two upgrades (2, 3), then a rollback to 2 recorded last.
+        let h = vec![entry(1, true), entry(2, true), entry(3, true), entry(2, true)];
+        let all = [1, 2, 3];
+        assert_eq!(older_good(&h, 3, &all), Some(2));
+        assert_eq!(older_good(&h, 2, &all), Some(1), "from 2 it goes to 1, not forward to 3");
+        assert_eq!(older_good(&h, 1, &all), None, "nothing older than the oldest");
+    }
+
+    #[test]
+    fn rollback_skips_failed_and_collected_generations() {
+        let h = vec![entry(1, true), entry(2, false), entry(4, true)];
+        assert_eq!(older_good(&h, 4, &[1, 2, 4]), Some(1), "2 failed its live smoke");
+        assert_eq!(older_good(&h, 4, &[2, 4]), None, "1 was collected");
+    }
+
+    #[test]
+    fn a_state_without_a_hold_reads_and_writes_as_before() {
+        let s = State::default();
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("held"), "{text}");
+        let back: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.held, None);
+    }
 }

@@ -81,7 +81,9 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
         }
     };
     let (plan, _) = engine.plan(profile, &state.pins)?;
-    if plan.id != manifest.plan_id {
+    // A generation the admin rolled back to is built for other packages or
+    // pins by design: held, not stale (the caller reports the hold).
+    if plan.id != manifest.plan_id && state.held != Some(active) {
         out.push(problem(
             "stale-plan",
             format!(

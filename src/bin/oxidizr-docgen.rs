@@ -189,6 +189,11 @@ fn own_sections(cmd: &Command) -> Roff {
     r.text([roman("Success; for verify: the system is healthy.")]);
     r.control("TP", []).text([bold("1")]);
     r.text([roman("verify: the system is unhealthy; one line per problem was printed.")]);
+    r.control("TP", []).text([bold("75")]);
+    r.text([roman(
+        "verify: an operation is in progress (pacman is mid-transaction, or another oxidizr-hook holds \
+         the lock past --lock-timeout); nothing was checked: run verify again when it is over.",
+    )]);
     for id in ErrorId::ALL {
         r.control("TP", []).text([bold(id.exit_code().to_string()), roman(" ("), bold(id.as_str()), roman(")")]);
         r.text([roman(format!("{}.", upper_first(id.meaning())))]);

@@ -6,8 +6,11 @@
 //! reached to FILE, and `OXIDIZR_CRASH_AT=NAME[#N]` kills the process at
 //! the Nth (default first) time it reaches NAME — only in a process whose
 //! subcommand is `OXIDIZR_CRASH_ONLY`, when that is set (pacman runs the
-//! pre- and post-transaction hooks as two processes). Without the feature,
-//! [`point`] compiles to nothing.
+//! pre- and post-transaction hooks as two processes). `OXIDIZR_PAUSE_AT=
+//! NAME:MS` instead sleeps MS milliseconds there (the first time), after
+//! creating the file `OXIDIZR_PAUSE_MARK` if set: a test holds an operation
+//! mid-way and acts against it (pacman started during `use`). Without the
+//! feature, [`point`] compiles to nothing.
 
 /// Marks a crash point. A no-op unless built with `crash-injection`.
 #[inline(always)]
@@ -31,7 +34,7 @@ mod injection {
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
-                "--root" | "-r" | "--dbpath" | "-b" | "--lock-timeout" | "--smoke-timeout" => {
+                "--root" | "-r" | "--dbpath" | "-b" | "--config" | "--lock-timeout" | "--smoke-timeout" => {
                     args.next();
                 }
                 _ if a.starts_with('-') => {}
@@ -39,6 +42,21 @@ mod injection {
             }
         }
         String::from("-")
+    }
+
+    static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// `OXIDIZR_PAUSE_AT=NAME:MS`: sleeps at the first arrival at NAME.
+    fn pause(name: &'static str) {
+        let Ok(want) = std::env::var("OXIDIZR_PAUSE_AT") else { return };
+        let Some((want_name, ms)) = want.rsplit_once(':') else { return };
+        if want_name != name || PAUSED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mark) = std::env::var("OXIDIZR_PAUSE_MARK") {
+            let _ = std::fs::write(mark, name);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
     }
 
     pub(super) fn at(name: &'static str) {
@@ -54,6 +72,7 @@ mod injection {
         if std::env::var("OXIDIZR_CRASH_ONLY").is_ok_and(|only| only != sub) {
             return;
         }
+        pause(name);
         let Ok(want) = std::env::var("OXIDIZR_CRASH_AT") else { return };
         let (want_name, nth) = match want.split_once('#') {
             Some((n, k)) => (n.to_string(), k.parse::<u32>().unwrap_or(1)),
