@@ -178,11 +178,14 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
         .ok_or("no post-transaction fact in the facts log")?;
     let op = last["op_id"].clone();
     let ops: Vec<&serde_json::Value> = facts.iter().filter(|f| f["op_id"] == op).collect();
-    let stages: Vec<&str> = ops.iter().filter_map(|f| f["stage"].as_str()).collect();
+    // The GNU profile refresh (uutils active, GNU files changed) is the one
+    // optional stage: between the live smoke and the commit.
+    let stages: Vec<&str> =
+        ops.iter().filter_map(|f| f["stage"].as_str()).filter(|s| *s != "profile-gnu").collect();
     if stages != HOOK_STAGES {
         return Err(format!("the last post-transaction did not rebuild (stages: {})", stages.join(", ")));
     }
-    let commit = ops.last().expect("nine stages");
+    let commit = ops.last().expect("nine or ten stages");
     let to = commit["to_generation"].as_u64().ok_or("the commit fact names no generation")?;
     let layout = Layout::open(Path::new("/")).map_err(|e| e.to_string())?;
     let m = generation::read_manifest(&layout, to).map_err(|e| e.to_string())?;
@@ -959,6 +962,7 @@ fn hook_table(out: &mut String, all: &BTreeMap<String, Vec<f64>>, prefix: &str, 
         ("flip (active + profile pointer)", phase("flip")),
         ("link (sidecars, swaps; fsyncs batched)", phase("link")),
         ("live smoke (resolve all, exec 1 per binary)", phase("smoke-live")),
+        ("GNU profile (build + smoke of changed GNU files)", phase("profile-gnu")),
         ("commit (state, intent, GC)", phase("commit")),
         ("engine total (first to last fact)", engine.clone()),
         ("outside the engine (exec, libs, config, exit)", outside),
