@@ -86,20 +86,20 @@ impl Resolver {
     /// The identity of the file `inside` (an absolute path inside the root)
     /// resolves to, following symlinks within the root; Err is a reason.
     /// Uses `openat2(RESOLVE_IN_ROOT)`; where the kernel or a seccomp filter
-    /// refuses that call, [`Resolver::identify_walking`] gives the answer.
+    /// refuses that call, or a busy machine keeps it answering `EAGAIN`
+    /// (see [`in_root`]), [`Resolver::identify_walking`] gives the answer:
+    /// only a path that really does not resolve is an error.
     pub fn identify(&self, inside: &str) -> Result<Identity, String> {
         let root = self.root.as_ref().ok_or("the root cannot be opened")?;
         let relative = inside.trim_start_matches('/');
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        match openat2(root, relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how) {
-            Ok(fd) => {
+        match in_root(|| openat2(root, relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how)) {
+            InRoot::Resolved(fd) => {
                 let st = fstat(&fd).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
                 Ok(identity(&st))
             }
-            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG | Errno::OPNOTSUPP) => {
-                self.identify_walking(inside)
-            }
-            Err(e) => Err(format!("{inside} does not resolve: {e}")),
+            InRoot::Walk => self.identify_walking(inside),
+            InRoot::Failed(e) => Err(format!("{inside} does not resolve: {e}")),
         }
     }
 
@@ -137,6 +137,43 @@ impl Resolver {
         let st = rustix::fs::stat(&target).map_err(|e| format!("cannot stat what {inside} resolves to: {e}"))?;
         Ok(identity(&st))
     }
+}
+
+/// How many times [`in_root`] asks `openat2` again after `EAGAIN`.
+pub const IN_ROOT_ATTEMPTS: usize = 8;
+
+/// What one resolution with `openat2(RESOLVE_IN_ROOT)` came to.
+#[derive(Debug)]
+pub enum InRoot<T> {
+    /// The kernel resolved the path.
+    Resolved(T),
+    /// Resolve it by walking the components instead: the kernel refuses
+    /// the call here (no `openat2`, a seccomp filter), or it kept answering
+    /// `EAGAIN`.
+    Walk,
+    /// The path really does not resolve (`ENOENT`, `ELOOP`, `EACCES`, ...).
+    Failed(Errno),
+}
+
+/// Runs one `openat2(RESOLVE_IN_ROOT)` resolution, `attempt`, with the
+/// kernel's transient answer handled. `EAGAIN` says a rename or mount
+/// somewhere on the system (not necessarily in the root) raced the `..` of
+/// the path (the kernel's `rename_lock`/`mount_lock` sequence moved while
+/// the resolution was scoped): openat2(2) documents it as "retry". It is
+/// asked again, up to [`IN_ROOT_ATTEMPTS`] times in all, then the caller
+/// walks the components itself (which resolves `..` in userspace from real
+/// directories and cannot get `EAGAIN`), so a busy machine never turns
+/// into a failed smoke. Never sleeps.
+pub fn in_root<T>(mut attempt: impl FnMut() -> rustix::io::Result<T>) -> InRoot<T> {
+    for _ in 0..IN_ROOT_ATTEMPTS {
+        match attempt() {
+            Ok(fd) => return InRoot::Resolved(fd),
+            Err(Errno::AGAIN | Errno::INTR) => continue,
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG | Errno::OPNOTSUPP) => return InRoot::Walk,
+            Err(e) => return InRoot::Failed(e),
+        }
+    }
+    InRoot::Walk
 }
 
 /// The non-empty components of a path other than `.`.
@@ -308,4 +345,51 @@ fn finish(applets: Vec<CheckResult>, behaviour: Vec<CheckResult>, start: Instant
     let passed = applets.iter().chain(&behaviour).all(|c| c.passed);
     let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     SmokeReport { passed, applets, behaviour, duration_ms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eagain_is_asked_again_then_resolved() {
+        let mut calls = 0;
+        let got = in_root(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(Errno::AGAIN)
+            } else {
+                Ok(42)
+            }
+        });
+        assert!(matches!(got, InRoot::Resolved(42)), "{got:?}");
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn eagain_every_time_falls_back_to_the_walk_never_to_a_failure() {
+        let mut calls = 0;
+        let got: InRoot<()> = in_root(|| {
+            calls += 1;
+            Err(Errno::AGAIN)
+        });
+        assert!(matches!(got, InRoot::Walk), "{got:?}");
+        assert_eq!(calls, IN_ROOT_ATTEMPTS);
+    }
+
+    #[test]
+    fn a_refused_call_walks_and_a_real_error_fails_at_once() {
+        for refused in [Errno::NOSYS, Errno::PERM, Errno::INVAL, Errno::TOOBIG, Errno::OPNOTSUPP] {
+            assert!(matches!(in_root::<()>(|| Err(refused)), InRoot::Walk), "{refused:?}");
+        }
+        for real in [Errno::NOENT, Errno::LOOP, Errno::ACCESS, Errno::NOTDIR, Errno::XDEV] {
+            let mut calls = 0;
+            let got = in_root::<()>(|| {
+                calls += 1;
+                Err(real)
+            });
+            assert!(matches!(got, InRoot::Failed(e) if e == real), "{real:?}: {got:?}");
+            assert_eq!(calls, 1, "{real:?} is not retried");
+        }
+    }
 }

@@ -280,3 +280,64 @@ fn identities_resolve_inside_the_root() {
         assert!(r.identify_walking(bad).is_err(), "{bad} (walking)");
     }
 }
+
+/// Invariant 8: a busy machine never fails a resolution. openat2 with
+/// RESOLVE_IN_ROOT answers EAGAIN when any rename on the system races the
+/// `..` of the path (a generation sharing another's links is
+/// `bin -> ../<M>/bin`); the resolver asks again, then walks. Two threads
+/// rename files elsewhere the whole time; every one of many resolutions of
+/// a path through `..` must succeed and name the same file.
+#[test]
+fn renames_elsewhere_never_make_a_shared_tree_unresolvable() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let root = Root::new();
+    fs::create_dir_all(root.host("/g/1/bin")).unwrap();
+    fs::create_dir_all(root.host("/g/2")).unwrap();
+    fs::write(root.host("/g/1/bin/ls"), b"#!/bin/sh\n").unwrap();
+    symlink("../1/bin", root.host("/g/2/bin")).unwrap();
+    symlink("g/2", root.host("/active")).unwrap();
+    symlink("/active/bin/ls", root.host("/bin/ls")).unwrap();
+    let resolver = Resolver::new(root.path());
+    let want = resolver.identify("/g/1/bin/ls").unwrap();
+
+    let scratch = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamers: Vec<_> = (0..2)
+        .map(|i| {
+            let (a, b) = (scratch.path().join(format!("a{i}")), scratch.path().join(format!("b{i}")));
+            fs::write(&a, b"").unwrap();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    fs::rename(&a, &b).unwrap();
+                    fs::rename(&b, &a).unwrap();
+                }
+            })
+        })
+        .collect();
+    // How often the kernel itself answered EAGAIN under this load (shown,
+    // not asserted: it depends on the machine).
+    let dir = rustix::fs::open(root.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+    let mut raw_eagain = 0;
+    let mut failures = Vec::new();
+    for _ in 0..50_000 {
+        let how = rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+        if let Err(rustix::io::Errno::AGAIN) =
+            rustix::fs::openat2(&dir, "bin/ls", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty(), how)
+        {
+            raw_eagain += 1;
+        }
+        match resolver.identify("/bin/ls") {
+            Ok(got) if got.same_file(&want) => {}
+            other => failures.push(format!("{other:?}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in renamers {
+        r.join().unwrap();
+    }
+    eprintln!("raw openat2 EAGAIN answers under the rename load: {raw_eagain} of 50000");
+    assert!(failures.is_empty(), "{} of 50000 resolutions failed, e.g. {}", failures.len(), failures[0]);
+}
