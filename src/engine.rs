@@ -468,14 +468,7 @@ impl Engine {
         if self.opts.reuse_smoke {
             earlier.extend(old.map(|m| m.smoke.clone()));
         }
-        let same_links = |m: &Manifest| {
-            m.applets.len() == gnu_plan.applets.len()
-                && m.applets.iter().all(|(a, p)| gnu_plan.applets.get(a).is_some_and(|q| q.target == p.target))
-        };
-        let shared = match old.filter(|m| !force && same_links(m)) {
-            Some(m) => generation::tree_owner(&self.layout, m.generation)?,
-            None => None,
-        };
+        let shared = self.shared_tree(old, gnu_plan, force)?;
         let cfg = self.smoke_config();
         let smoke_fn = |t: &[SmokeTarget], bin: &str| verdict::candidate(&cfg, t, bin, &earlier, true);
         let m = generation::build(&self.layout, gnu_plan, g, store_sha256, &smoke_fn, &mut self.log, shared)?;
@@ -555,19 +548,26 @@ impl Engine {
         Ok(verdict::live(&self.smoke_config(), &manifest.applets, &manifest.smoke))
     }
 
+    /// The generation owning `earlier`'s tree of links, when `earlier` links
+    /// exactly the plan's applets to exactly the plan's targets (never under
+    /// repair, `force`): a new generation for `plan` may share it.
+    fn shared_tree(&self, earlier: Option<&Manifest>, plan: &Plan, force: bool) -> Result<Option<u64>> {
+        let same_links = |m: &Manifest| {
+            m.applets.len() == plan.applets.len()
+                && m.applets.iter().all(|(applet, p)| plan.applets.get(applet).is_some_and(|q| q.target == p.target))
+        };
+        match earlier.filter(|m| !force && same_links(m)) {
+            Some(m) => generation::tree_owner(&self.layout, m.generation),
+            None => Ok(None),
+        }
+    }
+
     /// What a new generation for `plan` may reuse: the active generation's
     /// tree of links when it links exactly the plan's applets to exactly the
     /// plan's targets (never under repair, `force`), and, in the hooks, the
     /// candidate verdicts of the active and the profile generations.
     fn reuse_for(&self, active: Option<&Manifest>, plan: &Plan, force: bool) -> Result<Reuse> {
-        let same_links = |m: &Manifest| {
-            m.applets.len() == plan.applets.len()
-                && m.applets.iter().all(|(applet, p)| plan.applets.get(applet).is_some_and(|q| q.target == p.target))
-        };
-        let tree = match active.filter(|m| !force && same_links(m)) {
-            Some(m) => generation::tree_owner(&self.layout, m.generation)?,
-            None => None,
-        };
+        let tree = self.shared_tree(active, plan, force)?;
         let mut verdicts = Vec::new();
         if self.opts.reuse_smoke {
             verdicts.extend(active.map(|m| m.smoke.clone()));
