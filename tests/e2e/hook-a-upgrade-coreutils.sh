@@ -67,20 +67,22 @@ for v in 9.11-1 9.9-1 9.10-1 9.11-1 9.9-1; do
         || fail "generation $g does not share generation $owner's links: $(ls -ld "$lib/generations/$g/bin")"
     every_applet_resolves
 done
-# GC kept at most keep_generations (3) + the active, and the owner of the shared links.
+# GC kept at most keep_generations (3) that were active + profiles/gnu, and the owner of the shared links.
 [ -d "$lib/generations/$owner/bin" ] || fail "GC removed generation $owner, whose links the active generation uses"
 ls "$lib/generations"
 [ "$(ls "$lib/generations" | wc -l)" -le 5 ] || fail "GC kept too many generations: $(ls "$lib/generations" | tr '\n' ' ')"
 expect_exit 0 "$OXIDIZR" verify
 
 step "a shared-links pointer that names no generation is found and repaired"
-old=$(ls "$lib/generations" | sort -n | head -1)
-[ "$old" != "$g" ] || fail "no older generation to damage"
-if [ "$old" != "$owner" ]; then
-    ln -sfn ../999/bin "$lib/generations/$old/bin"
-else
-    g2=$(ls "$lib/generations" | sort -n | sed -n 2p); ln -sfn ../999/bin "$lib/generations/$g2/bin"
-fi
+# The oldest generation other than the active one whose bin is a shared
+# pointer (profiles/gnu's generations own their trees).
+old=
+for c in $(ls "$lib/generations" | sort -n); do
+    [ "$c" != "$g" ] && [ -L "$lib/generations/$c/bin" ] && { old=$c; break; }
+done
+[ -n "$old" ] || fail "no older generation with a shared-links pointer to damage: $(ls -l "$lib/generations")"
+ln -sfn ../999/bin "$lib/generations/$old/bin"
+[ "$(readlink "$lib/generations/$old/bin")" = ../999/bin ] || fail "setup: the pointer of generation $old was not damaged"
 expect_exit 1 "$OXIDIZR" verify
 { "$OXIDIZR" verify 2>&1 || true; } | grep -q "is not a tree of links of ours" || fail "the bad shared pointer is not named"
 "$OXIDIZR" verify --repair >/dev/null

@@ -23,14 +23,14 @@ v=1
 for point in engine:after-intent engine:after-build engine:after-flip engine:after-link \
              engine:after-gnu-profile-build engine:after-state engine:after-clear-intent; do
     op=(use uutils); [ $((v % 2)) = 0 ] && op=(use gnu)
+    pkg=$(mkpkg coreutils "9.1$v-1")
     if [ $point = engine:after-gnu-profile-build ]; then
         # Under the uutils profile a repair (force) rebuilds profiles/gnu.
         "$OXIDIZR" use uutils >/dev/null
-        rm /usr/bin/cat    # damage, so that the repair rebuilds
+        rm /usr/bin/pinky    # damage, so that the repair rebuilds
         op=(verify --repair)
     fi
     step "${op[*]} paused at $point; pacman -U coreutils 9.1$v-1 meanwhile"
-    pkg=$(mkpkg coreutils "9.1$v-1")
     rm -f $mark
     OXIDIZR_PAUSE_AT=$point:8000 OXIDIZR_PAUSE_MARK=$mark "$OXIDIZR" "${op[@]}" >/tmp/use.out 2>&1 &
     pid=$!
