@@ -52,9 +52,11 @@ pkg=$(
 )
 # --ask 4 answers "remove the conflicting package?" with yes, as an admin would.
 pacman -U --noconfirm --ask 4 --overwrite '*' "$pkg" 2>&1 | tee /tmp/replace.out
-pacman -Q coreutils >/dev/null 2>&1 && fail "pacman did not remove coreutils"
-pacman -Q uutils-coreutils >/dev/null 2>&1 && fail "pacman did not remove uutils-coreutils"
-pacman -Q uutils-coreutils-git >/dev/null || fail "uutils-coreutils-git is not installed"
+# By exact name: `pacman -Q coreutils` would answer with a package that provides it.
+installed() { local all; all=$(pacman -Qq); grep -qx -- "$1" <<<"$all"; }
+installed coreutils && fail "pacman did not remove coreutils"
+installed uutils-coreutils && fail "pacman did not remove uutils-coreutils"
+installed uutils-coreutils-git || fail "uutils-coreutils-git is not installed"
 [ -s /var/tmp/probe-ran ] || fail "the probe hook did not run: the Remove PreTransaction hooks did not fire"
 if [ -s /var/tmp/probe-failures ]; then head -5 /var/tmp/probe-failures; fail "coreutils commands were not GNU's files when pacman removed coreutils"; fi
 grep -q "command failed" /tmp/replace.out && fail "a hook failed"
