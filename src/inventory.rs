@@ -149,21 +149,22 @@ pub fn family_inventory(
         }
     }
     // Each package's prefix, read from its own file list.
-    let providers: Vec<(&PackageFacts, Option<&str>, HashSet<&[u8]>)> = uutils
+    let providers: Vec<Provider> = uutils
         .iter()
         .map(|(prov, facts)| {
             let bins: HashSet<&[u8]> = bin_names(&facts.files).collect();
-            (facts, detect_prefix(&prov.prefixes, &names, &bins), bins)
+            Provider { facts, prefix: detect_prefix(&prov.prefixes, &names, &bins), bins }
         })
         .collect();
     let mut applets: Vec<Applet> = names
         .into_iter()
         .map(|name| {
             // The first package (in order) that ships `<its prefix><name>`.
-            let uutils = providers.iter().find_map(|(facts, prefix, bins)| {
-                let wanted = format!("{}{name}", (*prefix)?);
-                bins.contains(wanted.as_bytes())
-                    .then(|| Counterpart { package: facts.name.clone(), path: format!("/{BIN_DIR}{wanted}") })
+            let uutils = providers.iter().find_map(|p| {
+                let wanted = format!("{}{name}", p.prefix?);
+                p.bins
+                    .contains(wanted.as_bytes())
+                    .then(|| Counterpart { package: p.facts.name.clone(), path: format!("/{BIN_DIR}{wanted}") })
             });
             Applet { gnu_path: format!("/{BIN_DIR}{name}"), name, uutils }
         })
@@ -176,16 +177,24 @@ pub fn family_inventory(
         uutils: uutils
             .iter()
             .zip(&providers)
-            .map(|((prov, facts), (_, prefix, _))| InstalledUutils {
+            .map(|((prov, facts), p)| InstalledUutils {
                 package: facts.name.clone(),
                 version: facts.version.clone(),
-                prefix: prefix.or(prov.prefixes.first().map(String::as_str)).unwrap_or_default().to_string(),
+                prefix: p.prefix.or(prov.prefixes.first().map(String::as_str)).unwrap_or_default().to_string(),
                 provides: (facts.name != prov.package).then(|| prov.package.clone()),
             })
             .collect(),
         applets,
         skipped,
     }
+}
+
+/// An installed uutils package as `family_inventory` reads it: its facts,
+/// the prefix it uses, and the names it ships under `usr/bin`.
+struct Provider<'a> {
+    facts: &'a PackageFacts,
+    prefix: Option<&'a str>,
+    bins: HashSet<&'a [u8]>,
 }
 
 /// The prefix a package uses, among the configured ones (in order): the
