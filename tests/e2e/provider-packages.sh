@@ -122,4 +122,20 @@ every_applet_resolves
 dangling=$(find /usr/bin -maxdepth 1 -xtype l)
 [ -z "$dangling" ] || fail "dangling entries in /usr/bin: $dangling"
 expect_exit 0 "$OXIDIZR" verify
-echo "provider packages: install, use, upgrade under observation and removal all kept every command working"
+
+step "switching providers through the conflict: uutils-coreutils active, then uutils-coreutils-bin replaces it"
+pacman_U "$(mkpkg uutils-coreutils 0.12.0-1)" >/dev/null
+[ "$(uu_source ls)" = /usr/bin/uu-ls ] || fail "ls did not switch to uutils-coreutils"
+# --ask 4: "remove the conflicting uutils-coreutils?" yes, as an admin answers.
+pacman -U --noconfirm --ask 4 --overwrite '*' "$(bin_pkg 0.12.0-2)" 2>&1 | tee /tmp/switch.out
+grep -q "moved to GNU for the removal" /tmp/switch.out || fail "the pre-remove hook did not move uutils-coreutils' applets to GNU"
+grep -q "oxidizr-arch: profile uutils active: generation" /tmp/switch.out || fail "the post hook did not switch to the new provider"
+grep -q "command failed" /tmp/switch.out && fail "a hook failed during the switch"
+"$OXIDIZR" status --json >/tmp/status.json
+grep -q '"package": "uutils-coreutils-bin"' /tmp/status.json || fail "status does not list uutils-coreutils-bin"
+grep -q '"provides": "uutils-coreutils"' /tmp/status.json || fail "status does not say what uutils-coreutils-bin stands in for"
+grep -q '"package": "uutils-coreutils-bin"' "/usr/lib/oxidizr-arch/active/manifest.json" || fail "the active generation does not use uutils-coreutils-bin"
+[ "$(uu_source ls)" = /usr/bin/uu-ls ] || fail "ls is not uutils after the switch: $(uu_source ls)"
+every_applet_resolves
+expect_exit 0 "$OXIDIZR" verify
+echo "provider packages: install, use, upgrade under observation, removal and a provider switch all kept every command working"
