@@ -19,13 +19,8 @@ bin_pkg() {
 # uu_source APPLET: the target of the active generation's link for APPLET.
 uu_source() { readlink "/usr/lib/oxidizr-arch/active/bin/$1"; }
 
-step "install coreutils, findutils, uutils-findutils, oxidizr-arch"
+step "install coreutils, findutils, uutils-findutils, oxidizr-arch (no busybox, as on stock Arch)"
 pacman_U "$(mkpkg coreutils 9.10-1)" "$(mkpkg findutils 4.11.0-1)" "$(mkpkg uutils-findutils 0.10.0-1)" >/dev/null
-# TEMPORARY until main's rescue check works without busybox (stock Arch has
-# none): the base's kept /opt/oxidizr-testbed/busybox is not an executable
-# (a 16-byte "BUSYBOXDIR=/bin" text file, execve fails), so a stand-in that
-# answers `busybox true` lets `use` pass the rescue check.
-(export MKPKG_EXTRA_BIN="busybox=/usr/bin/true"; pacman_U "$(mkpkg busybox 1.0-1)" >/dev/null)
 install_oxidizr
 
 step "pacman -U uutils-coreutils-bin 0.12.0-1 (provides uutils-coreutils)"

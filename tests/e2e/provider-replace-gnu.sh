@@ -11,11 +11,6 @@
 . /src/tests/e2e/common.bash
 
 install_all
-# TEMPORARY until main's rescue check works without busybox (stock Arch has
-# none): the base's kept /opt/oxidizr-testbed/busybox is not an executable
-# (a 16-byte "BUSYBOXDIR=/bin" text file, execve fails), so a stand-in that
-# answers `busybox true` lets `use` pass the rescue check.
-(export MKPKG_EXTRA_BIN="busybox=/usr/bin/true"; pacman_U "$(mkpkg busybox 1.0-1)" >/dev/null)
 install_oxidizr
 "$OXIDIZR" use uutils >/dev/null
 ql_bin coreutils >/tmp/coreutils.applets
