@@ -4,8 +4,14 @@
 //! Package names and command prefixes are data, not code paths: Arch renames
 //! packages and uutils changes prefixes, and an admin can follow without a
 //! new release. The defaults are Arch's as of pacman 7.x: `coreutils` with
-//! `uutils-coreutils` (`uu-` prefix), `findutils` with the AUR's
-//! `uutils-findutils` / `uutils-findutils-bin` (`uu-` prefix).
+//! `uutils-coreutils`, `findutils` with the AUR's `uutils-findutils` /
+//! `uutils-findutils-bin`, commands prefixed `uu-` (or `uutils-`, as
+//! uutils-findutils 0.7 named them).
+//!
+//! A uutils entry names a *capability*: the package of that name and every
+//! installed package that `provides` it (the AUR's `uutils-coreutils-bin`
+//! provides `uutils-coreutils`) are its providers. The GNU side is always
+//! the package of exactly the configured name, never a provider of it.
 
 use std::path::Path;
 
@@ -16,19 +22,39 @@ use crate::error::{Error, ErrorId, Result};
 /// Where the configuration file lives, relative to `--root`.
 pub const CONFIG_PATH: &str = "etc/oxidizr-arch/config.toml";
 
-/// A package that provides uutils commands for a family.
+/// The uutils commands of a family: a package name that is also a
+/// capability (see the module documentation), and how its commands are named.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UutilsProvider {
-    /// The package name, e.g. `uutils-coreutils`.
+    /// The package name, e.g. `uutils-coreutils`; installed packages that
+    /// provide it (`provides=(uutils-coreutils=...)`) count as well.
     pub package: String,
-    /// The prefix of its commands in the bin dir, e.g. `uu-` for `/usr/bin/uu-ls`.
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
+    /// The accepted prefixes of its commands in the bin dir, in order of
+    /// preference, e.g. `uu-` for `/usr/bin/uu-ls`. Written `prefix = "uu-"`
+    /// or `prefix = ["uu-", "uutils-"]`; which one a package uses is read
+    /// from its own file list (see `inventory`).
+    #[serde(default = "default_prefixes", rename = "prefix", deserialize_with = "one_or_many")]
+    pub prefixes: Vec<String>,
 }
 
-fn default_prefix() -> String {
-    "uu-".to_string()
+fn default_prefixes() -> Vec<String> {
+    vec!["uu-".to_string(), "uutils-".to_string()]
+}
+
+/// `"uu-"` or `["uu-", "uutils-"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(p)) => Ok(vec![p]),
+        Ok(OneOrMany::Many(ps)) => Ok(ps),
+        Err(_) => Err(serde::de::Error::custom("prefix must be a string or an array of strings")),
+    }
 }
 
 /// One family: a GNU package whose commands may be replaced by uutils ones.
@@ -96,10 +122,11 @@ impl Default for Config {
 }
 
 fn provider(package: &str) -> UutilsProvider {
-    UutilsProvider { package: package.to_string(), prefix: default_prefix() }
+    UutilsProvider { package: package.to_string(), prefixes: default_prefixes() }
 }
 
-/// Arch's families: coreutils and findutils with their uutils packages.
+/// Arch's families: coreutils and findutils with their uutils packages
+/// (and, through `provides`, every package standing in for them).
 pub fn default_families() -> Vec<Family> {
     vec![
         Family {
@@ -154,8 +181,26 @@ impl Config {
             }
             for p in &family.uutils {
                 check_name("package name", &p.package)?;
-                if p.prefix.contains('/') || p.prefix.contains('\0') {
-                    return Err(Error::new(ErrorId::Config, format!("prefix '{}' must not contain '/'", p.prefix)));
+                if p.package == family.gnu_package {
+                    return Err(Error::new(
+                        ErrorId::Config,
+                        format!(
+                            "family '{}': '{}' cannot be both the GNU and a uutils package",
+                            family.name, p.package
+                        ),
+                    ));
+                }
+                if p.prefixes.is_empty() {
+                    return Err(Error::new(ErrorId::Config, format!("'{}' needs at least one prefix", p.package)));
+                }
+                let mut prefixes = std::collections::HashSet::new();
+                for prefix in &p.prefixes {
+                    if prefix.contains('/') || prefix.contains('\0') {
+                        return Err(Error::new(ErrorId::Config, format!("prefix '{prefix}' must not contain '/'")));
+                    }
+                    if !prefixes.insert(prefix) {
+                        return Err(Error::new(ErrorId::Config, format!("prefix '{prefix}' is listed twice")));
+                    }
                 }
             }
         }
@@ -201,7 +246,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.families.len(), 1);
-        assert_eq!(c.families[0].uutils[0].prefix, "");
+        assert_eq!(c.families[0].uutils[0].prefixes, [""]);
+    }
+
+    #[test]
+    fn prefix_is_one_string_or_several_in_order() {
+        // Today's files (`prefix = "uu-"`) stay valid.
+        let one = Config::from_toml(
+            "[[family]]\nname='coreutils'\ngnu_package='coreutils'\nuutils=[{package='uutils-coreutils',prefix='uu-'}]",
+        )
+        .unwrap();
+        assert_eq!(one.families[0].uutils[0].prefixes, ["uu-"]);
+        let many = Config::from_toml(
+            "[[family]]\nname='findutils'\ngnu_package='findutils'\nuutils=[{package='uutils-findutils',prefix=['uu-','uutils-']}]",
+        )
+        .unwrap();
+        assert_eq!(many.families[0].uutils[0].prefixes, ["uu-", "uutils-"]);
+        let default = Config::from_toml(
+            "[[family]]\nname='findutils'\ngnu_package='findutils'\nuutils=[{package='uutils-findutils'}]",
+        )
+        .unwrap();
+        assert_eq!(default.families[0].uutils[0].prefixes, ["uu-", "uutils-"]);
+        for bad in ["prefix=[]", "prefix=['uu-','uu-']", "prefix=['uu-','a/b']", "prefix=1", "prefix=[1]"] {
+            let text =
+                format!("[[family]]\nname='c'\ngnu_package='coreutils'\nuutils=[{{package='uutils-coreutils',{bad}}}]");
+            assert_eq!(Config::from_toml(&text).unwrap_err().id, ErrorId::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_package_cannot_be_both_gnu_and_uutils() {
+        let e = Config::from_toml("[[family]]\nname='c'\ngnu_package='coreutils'\nuutils=[{package='coreutils'}]")
+            .unwrap_err();
+        assert_eq!(e.id, ErrorId::Config);
     }
 
     #[test]
