@@ -355,10 +355,22 @@ impl Engine {
         // not after the flip.
         self.check_sidecars()?;
         generation::check_pointers(&self.layout)?;
-        // The rescue check executes binaries: a dry run stays pure.
-        if !self.opts.dry_run {
+        // The rescue check executes binaries: a dry run stays pure. It
+        // guards a way back for the core tools; when none of them is
+        // managed (GNU coreutils replaced by another package, the family
+        // unmanaged) there is nothing of theirs to switch or rescue.
+        let manages_rescue_tool = plan.applets.keys().any(|a| crate::rescue::GNU_RESCUE.contains(&a.as_str()));
+        if !self.opts.dry_run && manages_rescue_tool {
             let rescue = crate::rescue::check(&self.smoke_config(), &self.rescue_store_dirs(gnu_plan)?)?;
             self.fact("preflight", format!("rescue toolset: {rescue}"), None, None, None);
+        } else if !self.opts.dry_run {
+            self.fact(
+                "preflight",
+                "rescue toolset: not needed (no core tool is managed)".to_string(),
+                None,
+                None,
+                None,
+            );
         }
         Ok(())
     }
@@ -999,13 +1011,8 @@ impl Engine {
         // can go back to): a generation built only for `profiles/gnu` does
         // not take a rollback's place.
         let was_active: BTreeSet<u64> = state.history.iter().map(|h| h.generation).collect();
-        let mut keep: BTreeSet<u64> = numbers
-            .iter()
-            .rev()
-            .filter(|n| was_active.contains(n))
-            .take(self.opts.keep_generations)
-            .copied()
-            .collect();
+        let mut keep: BTreeSet<u64> =
+            numbers.iter().rev().filter(|n| was_active.contains(n)).take(self.opts.keep_generations).copied().collect();
         keep.extend(generation::active(&self.layout)?);
         for p in [Profile::Gnu, Profile::Uutils] {
             keep.extend(generation::profile_pointer(&self.layout, p).ok().flatten());
