@@ -336,7 +336,10 @@ fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
     let problems = verify::check(&engine, &state)?;
     let mut out = render_verify(&problems);
     if let Some(h) = state.held.filter(|h| generation::active(&engine.layout).ok().flatten() == Some(*h)) {
-        out.text = format!("==> held: generation {h} (rolled back by the admin; not checked against the installed packages)\n{}", out.text);
+        out.text = format!(
+            "==> held: generation {h} (rolled back by the admin; not checked against the installed packages)\n{}",
+            out.text
+        );
         out.json["held"] = json!(h);
     }
     Ok(out)

@@ -88,7 +88,12 @@ impl Lock {
             return Ok(None);
         }
         let dir = layout.state(false)?;
-        match rustix::fs::openat(dir.fd(), LOCK_FILE, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        match rustix::fs::openat(
+            dir.fd(),
+            LOCK_FILE,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => Ok(Some(Lock { file: Some(fd), shown: dir.show(LOCK_FILE) })),
             Err(Errno::NOENT | Errno::ACCESS) => Ok(None),
             Err(e) => Err(Error::io(ErrorId::Locking, format!("cannot open {}", dir.show(LOCK_FILE)), e.into())),
@@ -141,7 +146,9 @@ impl Backoff {
     fn new(start: Instant, wait: Duration) -> Backoff {
         // Any timeout is accepted: one too far to represent has no deadline.
         let seed = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos());
+            ^ u64::from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+            );
         Backoff { deadline: start.checked_add(wait), next: FIRST_PAUSE, attempts: 1, seed }
     }
 

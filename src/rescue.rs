@@ -72,8 +72,7 @@ pub fn check(cfg: &SmokeConfig, store_dirs: &[String]) -> Result<Toolset> {
             if report.passed {
                 return Ok(Toolset::GnuSubset);
             }
-            let failed: Vec<String> =
-                report.failures().iter().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            let failed: Vec<String> = report.failures().iter().map(|c| format!("{}: {}", c.name, c.detail)).collect();
             format!("the GNU core tools do not run ({})", failed.join("; "))
         }
         Err(e) => e,

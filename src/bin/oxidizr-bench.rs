@@ -180,8 +180,7 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
     let ops: Vec<&serde_json::Value> = facts.iter().filter(|f| f["op_id"] == op).collect();
     // The GNU profile refresh (uutils active, GNU files changed) is the one
     // optional stage: between the live smoke and the commit.
-    let stages: Vec<&str> =
-        ops.iter().filter_map(|f| f["stage"].as_str()).filter(|s| *s != "profile-gnu").collect();
+    let stages: Vec<&str> = ops.iter().filter_map(|f| f["stage"].as_str()).filter(|s| *s != "profile-gnu").collect();
     if stages != HOOK_STAGES {
         return Err(format!("the last post-transaction did not rebuild (stages: {})", stages.join(", ")));
     }
