@@ -27,8 +27,10 @@ say "oxidizr-hook status (installed, not enabled: nothing changed yet)"
 say "sudo oxidizr-hook use uutils --dry-run | head"
 "$OXIDIZR" use uutils --dry-run | head -6
 
-say "sudo oxidizr-hook use uutils"
+say "sudo oxidizr-hook use uutils (no busybox here, like Arch's base: the rescue check runs GNU's own tools)"
+command -v busybox >/dev/null && echo "busybox: $(command -v busybox)" || echo "busybox: not installed"
 "$OXIDIZR" use uutils
+grep '"stage":"preflight"' /var/log/oxidizr-arch/facts.jsonl | tail -1 | jq -r .decision
 ls -l /usr/bin/ls /usr/lib/oxidizr-arch/active
 /usr/bin/ls --version | head -1
 
@@ -37,6 +39,10 @@ pacman_U "$(mkpkg coreutils 9.11-1)" 2>&1 | grep -E "upgrading|Running|oxidizr|K
 ls -l /usr/bin/ls
 /usr/bin/ls --version | head -1
 grep oxidizr-arch /var/log/pacman.log | tail -2
+
+say "profiles/gnu follows the installed GNU (canary's escape runs coreutils 9.11-1)"
+readlink -f /usr/lib/oxidizr-arch/profiles/gnu/bin/ls
+"$OXIDIZR" canary -- ls --version 2>/dev/null | head -1
 
 say "oxidizr-hook status"
 "$OXIDIZR" status | tail -5
