@@ -385,6 +385,47 @@ Include = /etc/pacman.d/mirrorlist
         assert!(e.reason.contains("not a regular file"), "{}", e.reason);
     }
 
+    /// A fake bsdtar (a shell script) that says a lot on stderr: more
+    /// than a pipe holds, before and after a member bigger than a pipe.
+    fn chatty_bsdtar(dir: &Path, status: i32) -> PathBuf {
+        let fake = dir.join("bsdtar");
+        let body = format!(
+            "#!/bin/sh\nhead -c 200000 /dev/zero | tr '\\0' w >&2\nhead -c 300000 /dev/zero\n\
+             echo 'bsdtar: chatty to the end' >&2\nhead -c 100000 /dev/zero | tr '\\0' w >&2\nexit {status}\n"
+        );
+        std::fs::write(&fake, body).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        fake
+    }
+
+    /// Runs `extract_member` with a fake bsdtar on another thread; None
+    /// when it has not returned within 30 s (a deadlock).
+    fn extract_with(fake: PathBuf, pkg: PathBuf) -> Option<Result<usize>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let count = |r: &mut dyn Read| -> Result<usize> {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).map_err(|e| Error::io(ErrorId::Io, "read", e))?;
+                Ok(v.len())
+            };
+            let _ = tx.send(extract_member(&fake, &pkg, "usr/bin/ls", count));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30)).ok()
+    }
+
+    #[test]
+    fn a_bsdtar_that_fills_its_stderr_pipe_cannot_deadlock_the_extraction() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("coreutils-9.10-1-x86_64.pkg.tar.zst");
+        std::fs::write(&pkg, b"not read by the fake").unwrap();
+        let got = extract_with(chatty_bsdtar(dir.path(), 0), pkg.clone())
+            .expect("extract_member deadlocked: bsdtar blocked on a full stderr pipe while stdout was read");
+        assert_eq!(got.unwrap(), 300000);
+        let e = extract_with(chatty_bsdtar(dir.path(), 1), pkg).expect("deadlocked on a failing bsdtar").unwrap_err();
+        assert_eq!(e.id, ErrorId::BackupMissing);
+        assert!(e.reason.contains("bsdtar exit status: 1: wwww"), "{}", e.reason);
+    }
+
     #[test]
     fn patterns_escape_wildcards() {
         assert_eq!(member_pattern("usr/bin/ls"), "usr/bin/ls");
