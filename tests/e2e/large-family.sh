@@ -16,11 +16,6 @@ core=$(MKPKG_EXTRA_BIN=$extra mkpkg coreutils 9.10-1)
 core_next=$(MKPKG_EXTRA_BIN=$extra mkpkg coreutils 9.11-1)
 pacman_U "$core" "$(mkpkg findutils 4.11.0-1)" \
     "$(mkpkg uutils-coreutils 0.12.0-1)" "$(mkpkg uutils-findutils 0.10.0-1)" >/dev/null
-# TEMPORARY until main has the rescue-check fix (stock Arch has no busybox),
-# and the base's /opt/oxidizr-testbed/busybox is a text file (base.sh's find
-# picked Debian's etc/default/busybox): a stand-in that runs, never cached.
-printf '#!/bin/sh\nexit 0\n' >/opt/oxidizr-testbed/busybox
-pacman_U "$(OXIDIZR_PKG_CACHE= mkpkg busybox 1.0-1)" >/dev/null
 install_oxidizr
 n=$(managed_applets | wc -l)
 [ "$n" -gt "$extra_n" ] || fail "only $n managed applets, expected more than $extra_n"

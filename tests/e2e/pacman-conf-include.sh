@@ -6,11 +6,6 @@
 # read by hand (Include not followed) and a warning says so.
 . /src/tests/e2e/common.bash
 install_all
-# TEMPORARY until main has the rescue-check fix (stock Arch has no busybox),
-# and the base's /opt/oxidizr-testbed/busybox is a text file (base.sh's find
-# picked Debian's etc/default/busybox): a stand-in that runs, never cached.
-printf '#!/bin/sh\nexit 0\n' >/opt/oxidizr-testbed/busybox
-pacman_U "$(OXIDIZR_PKG_CACHE= mkpkg busybox 1.0-1)" >/dev/null
 good=$(mkpkg coreutils 9.10-1)
 pristine=/opt/oxidizr-testbed/gnu
 store=/usr/lib/oxidizr-arch/store/gnu/coreutils-9.10-1
