@@ -473,7 +473,7 @@ Include = /etc/pacman.d/mirrorlist
         // pacman-conf 7.1 prints the resolved path (no trailing slash).
         assert_eq!(got.cache_dirs, [cache.display().to_string()]);
         assert_eq!((got.db_path.as_str(), got.root_dir.as_str()), ("/var/lib/pacman/", "/"));
-        assert_eq!(cache_dirs_of(Path::new("/"), Some(&conf)).unwrap(), [cache.clone()]);
+        assert_eq!(cache_dirs_of(Path::new("/"), Some(&conf)).unwrap(), [cache]);
         std::fs::write(&included, "[options]\nCacheDir = /nonexistent/oxidizr-test/\n").unwrap();
         let e = read_conf(Path::new("/"), Some(&conf)).unwrap_err();
         assert_eq!(e.id, ErrorId::Config);
