@@ -29,6 +29,10 @@ pub struct GlobalOpts {
     /// The pacman database directory (default: ROOT/var/lib/pacman).
     #[arg(long, short = 'b', global = true, value_name = "DIR")]
     pub dbpath: Option<PathBuf>,
+    /// pacman's configuration file, as a path inside ROOT (default /etc/pacman.conf), read through the
+    /// root's pacman-conf (every Include followed); used to find the package cache.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

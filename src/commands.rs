@@ -47,6 +47,7 @@ impl Output {
 
 /// Runs one command.
 pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
+    crate::pkgcache::set_config(g.config.clone());
     match command {
         Command::Status => cmd_status(g),
         Command::Use { profile, dry_run } => mutate(g, "use", *dry_run, |e, s| apply_profile(e, s, *profile, false)),

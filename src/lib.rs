@@ -20,6 +20,8 @@
 //!   the write-ahead intent, locking, audit facts, the rescue check.
 //! - [`commands`]: the admin commands' rendering.
 //! - [`hook`]: the pacman pre-/post-transaction entry points.
+//! - [`process`]: the one way to run a child: bounded in time, own process
+//!   group, pipes drained together, output capped.
 //! - [`smoke`]: smoke tests of applets and a behavioural suite, bounded and leak-free.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -41,6 +43,7 @@ pub mod lock;
 pub mod parallel;
 pub mod pkgcache;
 pub mod plan;
+pub mod process;
 pub mod rescue;
 pub mod smoke;
 pub mod state;

@@ -27,6 +27,7 @@
 //!   killed with `SIGKILL` and the command reaped. No zombie, no orphan in
 //!   its group; a descendant that escaped into its own session and keeps the
 //!   output open fails the check at the deadline instead of hanging it.
+//!   (All of this is [`crate::process::run`].)
 //!
 //! # Applet checks
 //!
@@ -58,21 +59,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{ErrorKind, Read};
-use std::os::fd::OwnedFd;
+use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-use rustix::process::{kill_process_group, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::parallel::parallel_map;
+use crate::process::{self, status_text, Failure, Input};
 
 /// How to run smoke tests.
 #[derive(Clone, Debug)]
@@ -238,8 +235,6 @@ fn judge(expect: Expect, out: &Outcome) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Running one command
 
-/// Output kept per stream; the rest is read and dropped.
-const OUTPUT_CAP: usize = 1 << 20;
 /// Where a host `chroot` binary is looked for, in order.
 const CHROOT_CANDIDATES: [&str; 4] = ["/usr/bin/chroot", "/usr/sbin/chroot", "/bin/chroot", "/sbin/chroot"];
 
@@ -295,9 +290,12 @@ impl<'a> Runner<'a> {
             return Err(format!("{path:?} is not an absolute path"));
         }
         let mut cmd = self.command(path, args)?;
-        cmd.stdin(open_stdin(stdin)?);
-        let child = spawn(&mut cmd).map_err(|e| format!("cannot execute {path}: {e}"))?;
-        supervise(child, self.cfg.timeout)
+        let timeout = self.cfg.timeout;
+        match process::run(&mut cmd, open_stdin(stdin)?, timeout) {
+            Ok(out) => Ok(Outcome { status: out.status, stdout: out.stdout, stderr: out.stderr }),
+            Err(Failure::Spawn(e)) => Err(format!("cannot execute {path}: {e}")),
+            Err(other) => Err(other.describe(timeout)),
+        }
     }
 
     /// The command line: direct, or through the host's chroot.
@@ -311,14 +309,7 @@ impl<'a> Runner<'a> {
                 c
             }
         };
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C")
-            .current_dir("/")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin").env("LC_ALL", "C").current_dir("/");
         Ok(cmd)
     }
 }
@@ -349,185 +340,10 @@ fn chroot_setup(root: &Path) -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// stdin for a command: a host file, or /dev/null.
-fn open_stdin(path: Option<&Path>) -> Result<Stdio, String> {
+fn open_stdin(path: Option<&Path>) -> Result<Input, String> {
     match path {
-        None => Ok(Stdio::null()),
-        Some(p) => File::open(p).map(Stdio::from).map_err(|e| format!("cannot open {}: {e}", p.display())),
-    }
-}
-
-/// Spawns, retrying briefly on ETXTBSY (a freshly written script can be held
-/// open for writing for an instant by a concurrent fork elsewhere).
-fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
-    let busy = rustix::io::Errno::TXTBSY.raw_os_error();
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(busy) && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// One captured output stream, read without blocking.
-struct Drain {
-    pipe: Option<File>,
-    buf: Vec<u8>,
-}
-
-impl Drain {
-    /// Takes a child pipe and makes our end non-blocking.
-    fn new(fd: Option<OwnedFd>) -> Drain {
-        let pipe = fd.map(File::from).filter(|f| set_nonblocking(f).is_ok());
-        Drain { pipe, buf: Vec::new() }
-    }
-
-    /// Reads whatever is available now; closes on EOF or error.
-    fn pump(&mut self) {
-        let Some(pipe) = self.pipe.as_mut() else { return };
-        let mut chunk = [0u8; 8192];
-        loop {
-            match pipe.read(&mut chunk) {
-                Ok(n) if n > 0 => {
-                    let keep = n.min(OUTPUT_CAP.saturating_sub(self.buf.len()));
-                    self.buf.extend_from_slice(&chunk[..keep]);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                // EOF, or a read error: nothing more will come.
-                _ => {
-                    self.pipe = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn closed(&self) -> bool {
-        self.pipe.is_none()
-    }
-}
-
-fn set_nonblocking(f: &File) -> rustix::io::Result<()> {
-    fcntl_setfl(f, fcntl_getfl(f)? | OFlags::NONBLOCK)
-}
-
-/// Collects a child's output until it exits and its pipes close, or the
-/// timeout passes; in every case the child is reaped and its group killed.
-fn supervise(mut child: Child, timeout: Duration) -> Result<Outcome, String> {
-    let now = Instant::now();
-    // A timeout too large to represent means "a very long time", not a panic.
-    let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86400 * 365));
-    let mut out = Drain::new(child.stdout.take().map(OwnedFd::from));
-    let mut err = Drain::new(child.stderr.take().map(OwnedFd::from));
-    let status = wait_exit(&mut child, [&mut out, &mut err], deadline)
-        .map_err(|e| e.unwrap_or_else(|| format!("timed out after {}", seconds(timeout))))?;
-    if !drain_until_closed([&mut out, &mut err], deadline) {
-        let status = status_text(status);
-        return Err(format!(
-            "timed out after {}: {status}, but a process it started keeps its output open",
-            seconds(timeout)
-        ));
-    }
-    Ok(Outcome { status, stdout: out.buf, stderr: err.buf })
-}
-
-/// Pumps the pipes until the child exits (reaped, group killed) or the
-/// deadline passes (group killed, child reaped, `Err(None)`); `Err(Some)` when
-/// waiting itself failed.
-fn wait_exit(child: &mut Child, mut pipes: [&mut Drain; 2], deadline: Instant) -> Result<ExitStatus, Option<String>> {
-    // Readable when the child exits: the wait below wakes on the exit
-    // itself, not on the next tick of a polling loop.
-    let exit = pidfd_open(Pid::from_child(child), PidfdFlags::empty()).ok();
-    let mut pause = Duration::from_micros(500);
-    loop {
-        pipes.iter_mut().for_each(|p| p.pump());
-        match reap_if_exited(child) {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if Instant::now() < deadline => {
-                pause = match &exit {
-                    Some(exit) => wait_readable(&pipes, Some(exit), pause, deadline),
-                    None => nap(pause, deadline),
-                }
-            }
-            Ok(None) => {
-                kill_and_reap(child);
-                return Err(None);
-            }
-            Err(e) => {
-                kill_and_reap(child);
-                return Err(Some(e));
-            }
-        }
-    }
-}
-
-/// Pumps the pipes until both are closed (true) or the deadline passes (false).
-fn drain_until_closed(mut pipes: [&mut Drain; 2], deadline: Instant) -> bool {
-    let mut pause = Duration::from_micros(500);
-    loop {
-        pipes.iter_mut().for_each(|p| p.pump());
-        if pipes.iter().all(|p| p.closed()) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        pause = wait_readable(&pipes, None, pause, deadline);
-    }
-}
-
-/// Blocks until an open pipe has data or hangs up, `exit` (a pidfd) is
-/// readable, or the deadline passes; returns the pause for a later nap.
-/// Naps instead where poll is refused.
-fn wait_readable(pipes: &[&mut Drain; 2], exit: Option<&OwnedFd>, pause: Duration, deadline: Instant) -> Duration {
-    let mut fds: Vec<PollFd> =
-        pipes.iter().filter_map(|p| p.pipe.as_ref()).map(|f| PollFd::new(f, PollFlags::IN)).collect();
-    fds.extend(exit.map(|fd| PollFd::new(fd, PollFlags::IN)));
-    let left = Timespec::try_from(deadline.saturating_duration_since(Instant::now()));
-    match left.map(|t| poll(&mut fds, Some(&t))) {
-        Ok(Ok(_)) | Ok(Err(rustix::io::Errno::INTR)) if !fds.is_empty() => pause,
-        _ => nap(pause, deadline),
-    }
-}
-
-/// Sleeps up to `pause` (never past `deadline`); returns the next, longer pause.
-fn nap(pause: Duration, deadline: Instant) -> Duration {
-    std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-    (pause * 2).min(Duration::from_millis(10))
-}
-
-/// If the child has exited: kills what is left of its process group while
-/// the child (a zombie) still pins the group id, then reaps it.
-fn reap_if_exited(child: &mut Child) -> Result<Option<ExitStatus>, String> {
-    let pid = Pid::from_child(child);
-    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-    match waitid(WaitId::Pid(pid), opts) {
-        Ok(None) => Ok(None),
-        Ok(Some(_)) => {
-            kill_group(pid);
-            child.wait().map(Some).map_err(|e| format!("cannot reap the command: {e}"))
-        }
-        Err(e) => Err(format!("cannot wait for the command: {e}")),
-    }
-}
-
-/// SIGKILLs the child's whole group and reaps the child.
-fn kill_and_reap(child: &mut Child) {
-    kill_group(Pid::from_child(child));
-    // The child is our own process: wait only fails if it was already reaped.
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// SIGKILLs process group `pid` (the child leads it); never group 1.
-fn kill_group(pid: Pid) {
-    if pid.as_raw_nonzero().get() > 1 {
-        // ESRCH (the group is already empty) is the only expected error.
-        let _ = kill_process_group(pid, Signal::KILL);
+        None => Ok(Input::Null),
+        Some(p) => File::open(p).map(Input::File).map_err(|e| format!("cannot open {}: {e}", p.display())),
     }
 }
 
@@ -943,26 +759,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// "5s", "1.5s", "250ms".
-fn seconds(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
-}
-
-/// "exit status N" or "killed by signal N".
-fn status_text(s: ExitStatus) -> String {
-    match (s.code(), s.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => format!("{s}"),
-    }
-}
-
 /// Output as a short quoted, escaped string.
 fn quoted(bytes: &[u8]) -> String {
     let text = format!("{:?}", String::from_utf8_lossy(bytes));
@@ -989,6 +785,7 @@ fn one_line(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     fn outcome(code: i32, stdout: &[u8]) -> Outcome {
         Outcome { status: ExitStatus::from_raw(code << 8), stdout: stdout.to_vec(), stderr: b"oops\nmore".to_vec() }
@@ -1059,9 +856,6 @@ mod tests {
 
     #[test]
     fn text_helpers() {
-        assert_eq!(seconds(Duration::from_secs(5)), "5s");
-        assert_eq!(seconds(Duration::from_millis(250)), "250ms");
-        assert_eq!(seconds(Duration::from_millis(1500)), "1.5s");
         assert_eq!(one_line("a\nb\r\nc", 100), "a | b |  | c");
         assert_eq!(one_line("abcdef", 3), "abc…");
         assert_eq!(first_line(b"\n  \n  first \nsecond"), Some("first".into()));

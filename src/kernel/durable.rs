@@ -22,15 +22,25 @@ pub fn write_durable(dir: &Dir, name: &str, bytes: &[u8], log: &mut FsyncLog) ->
     write_many(dir, &[(name, bytes)], log)
 }
 
+/// At most this many temporary files of one batch are open at a time: a
+/// batch of any size stays far below the default soft `RLIMIT_NOFILE`
+/// (1024), whatever else the process holds open.
+pub const MAX_OPEN_FILES: usize = 256;
+
 /// Writes several files of `dir` atomically and durably, with the
 /// durability points batched: every file is written to a temporary name,
-/// the temporary files are fsynced back to back, renamed over their names,
-/// and `dir` is fsynced once. Each name holds its old content or its new
-/// content, never a torn write; when this returns Ok all of them are
-/// durable. On an error no temporary name is left behind.
+/// the temporary files are fsynced back to back (in chunks of at most
+/// [`MAX_OPEN_FILES`] open files), renamed over their names once all are
+/// durable, and `dir` is fsynced once. Each name holds its old content or
+/// its new content, never a torn write; when this returns Ok all of them
+/// are durable. On an error no temporary name is left behind.
 pub fn write_many(dir: &Dir, files: &[(&str, &[u8])], log: &mut FsyncLog) -> Result<()> {
     let mut tmps: Vec<String> = Vec::with_capacity(files.len());
-    let written = write_tmps(dir, files, &mut tmps, log).and_then(|()| rename_all(dir, files, &mut tmps));
+    let written =
+        files.chunks(MAX_OPEN_FILES).try_for_each(|chunk| write_tmps(dir, chunk, &mut tmps, log)).and_then(|()| {
+            crash::point("durable:after-tmp");
+            rename_all(dir, files, &mut tmps)
+        });
     if let Err(e) = written {
         for tmp in &tmps {
             let _ = dir.remove_file(tmp);
@@ -40,9 +50,10 @@ pub fn write_many(dir: &Dir, files: &[(&str, &[u8])], log: &mut FsyncLog) -> Res
     dir.sync(log)
 }
 
-/// Writes every file to a fresh temporary name (pushed to `tmps`), then
-/// fsyncs them all.
+/// Writes every file of a chunk to a fresh temporary name (pushed to
+/// `tmps`), then fsyncs them all and closes them.
 fn write_tmps(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>, log: &mut FsyncLog) -> Result<()> {
+    let first = tmps.len();
     let mut fds: Vec<OwnedFd> = Vec::with_capacity(files.len());
     for (name, bytes) in files {
         dir.check_name(name)?;
@@ -53,10 +64,8 @@ fn write_tmps(dir: &Dir, files: &[(&str, &[u8])], tmps: &mut Vec<String>, log: &
         f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", dir.show(tmp)), e))?;
         fds.push(fd);
     }
-    let batch: Vec<_> = fds.iter().zip(tmps.iter()).map(|(fd, tmp)| (fd.as_fd(), dir.show(tmp))).collect();
-    log.fsync_many(&batch)?;
-    crash::point("durable:after-tmp");
-    Ok(())
+    let batch: Vec<_> = fds.iter().zip(&tmps[first..]).map(|(fd, tmp)| (fd.as_fd(), dir.show(tmp))).collect();
+    log.fsync_many(&batch)
 }
 
 /// Renames every temporary file over its name; on an error `tmps` keeps
@@ -117,4 +126,51 @@ pub fn read_json<T: DeserializeOwned>(dir: &Dir, name: &str) -> Result<Option<T>
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| Error::new(ErrorId::StateCorrupt, format!("{} is corrupt: {e}", dir.show(name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::safepath::{SafePath, SafeRoot};
+
+    /// The test process re-runs itself with this variable set to run the
+    /// batch under a small fd limit, without lowering the limit of the
+    /// other tests running meanwhile.
+    const UNDER_LIMIT: &str = "OXIDIZR_TEST_UNDER_FD_LIMIT";
+
+    /// More files than the fd limit allows open at once.
+    const FILES: usize = 2000;
+
+    fn batch_under_a_small_limit() {
+        let limit = (MAX_OPEN_FILES + 64) as u64;
+        let small = rustix::process::Rlimit { current: Some(limit), maximum: Some(limit) };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, small).expect("setrlimit");
+        let tmp = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(tmp.path(), &["d"]).unwrap();
+        let dir = root.open_dir(&SafePath::parse("d").unwrap(), true).unwrap();
+        let names: Vec<String> = (0..FILES).map(|i| format!("f{i}.json")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), n.as_bytes())).collect();
+        let mut log = FsyncLog::default();
+        write_many(&dir, &files, &mut log).unwrap();
+        assert_eq!(dir.list().unwrap().len(), FILES);
+        assert!(dir.list().unwrap().iter().all(|n| !n.starts_with(".oxidizr-tmp")));
+        assert_eq!(read_bytes(&dir, "f1999.json").unwrap().unwrap(), b"f1999.json");
+        // Every file and the directory, once each.
+        assert_eq!(log.count as usize, FILES + 1);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_fd_limit_is_written() {
+        if std::env::var_os(UNDER_LIMIT).is_some() {
+            return batch_under_a_small_limit();
+        }
+        let name = "kernel::durable::tests::a_batch_larger_than_the_fd_limit_is_written";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(UNDER_LIMIT, "1")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
 }

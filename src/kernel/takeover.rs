@@ -378,3 +378,69 @@ fn chown_link(dir: &Dir, name: &str, uid: u32, gid: u32) -> Result<()> {
     )
     .map_err(|e| Error::io(ErrorId::RestoreFailed, format!("cannot restore the owner of {}", dir.show(name)), e.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::safepath::{SafePath, SafeRoot};
+
+    /// Set in the child this test re-runs itself as, to lower the fd limit
+    /// of that process only.
+    const UNDER_LIMIT: &str = "OXIDIZR_TEST_TAKEOVER_UNDER_FD_LIMIT";
+
+    /// Names in one batch: far more than the child may have open.
+    const NAMES: usize = 1500;
+
+    fn batch_under_a_small_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        for sub in ["bin", "store", "sidecars"] {
+            std::fs::create_dir(tmp.path().join(sub)).unwrap();
+        }
+        let names: Vec<String> = (0..NAMES).map(|i| format!("cmd{i}")).collect();
+        for n in &names {
+            std::fs::write(tmp.path().join("bin").join(n), n).unwrap();
+        }
+        let limit = 256 + 64;
+        let small = rustix::process::Rlimit { current: Some(limit), maximum: Some(limit) };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, small).expect("setrlimit");
+        let root = SafeRoot::open(tmp.path(), &["bin", "store", "sidecars"]).unwrap();
+        let dir = |p: &str| root.open_dir(&SafePath::parse(p).unwrap(), false).unwrap();
+        let (bin, store, sidecars) = (dir("bin"), dir("store"), dir("sidecars"));
+        let links: Vec<String> = names.iter().map(|n| format!("/active/bin/{n}")).collect();
+        let items: Vec<TakeOver> = names
+            .iter()
+            .zip(&links)
+            .map(|(n, l)| TakeOver {
+                name: n,
+                link: l,
+                backup: &store,
+                backup_path: "store",
+                backup_name: n,
+                known: None,
+            })
+            .collect();
+        let mut log = FsyncLog::default();
+        let done = take_over_many(&bin, &sidecars, &items, &mut log).unwrap();
+        assert!(done.iter().all(|t| t.changed && t.prior_kind == "file"));
+        for (n, l) in names.iter().zip(&links) {
+            assert_eq!(&bin.read_link(n).unwrap(), l);
+            assert!(sidecar::read(&sidecars, n).unwrap().is_some(), "the sidecar of {n}");
+            assert!(matches!(store.entry(n).unwrap(), Entry::File(_)), "the kept {n}");
+        }
+    }
+
+    #[test]
+    fn a_take_over_batch_larger_than_the_fd_limit_succeeds() {
+        if std::env::var_os(UNDER_LIMIT).is_some() {
+            return batch_under_a_small_limit();
+        }
+        let name = "kernel::takeover::tests::a_take_over_batch_larger_than_the_fd_limit_succeeds";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(UNDER_LIMIT, "1")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+}

@@ -104,12 +104,14 @@ cmp -s "$store/stty" "$pristine/stty" || fail "the reinstall did not heal the st
 stty_meta=$(meta "$store/stty")
 ls_meta=$(meta "$store/ls")
 
-step "CacheDir from pacman.conf (two directories): a wrong x86_64 file, then a good -any one"
+step "CacheDir from pacman.conf (two CacheDir lines): a wrong x86_64 file, then a good -any one"
 cp /etc/pacman.conf /tmp/pacman.conf.orig
 cp "$flipped" "$cache/coreutils-9.10-1-x86_64.pkg.tar.zst"
 mkdir -p /srv/pkgcache
 cp "$good" /srv/pkgcache/coreutils-9.10-1-any.pkg.tar.zst
-sed -i 's|^\[options\]$|[options]\nCacheDir = /var/cache/pacman/pkg/ /srv/pkgcache/  # two|' /etc/pacman.conf
+# One directory per line, no comment after it: pacman(-conf) 7.1 takes the
+# whole rest of the line as one path.
+sed -i 's|^\[options\]$|[options]\nCacheDir = /var/cache/pacman/pkg/\n# two\nCacheDir = /srv/pkgcache/|' /etc/pacman.conf
 printf 'garbage' >>"$store/stty"
 expect_exit 1 "$OXIDIZR" verify
 run_repair 0
