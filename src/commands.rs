@@ -14,7 +14,9 @@ use crate::error::{Error, ErrorId, Result};
 use crate::generation;
 use crate::inventory::PackageDb;
 use crate::layout::LIB;
-use crate::lock::{check_wait, pacman_running_in, refuse_if_pacman_running, Lock, LockMode, PacmanLock};
+use crate::lock::{
+    check_wait, pacman_lock_is_ours, pacman_running_in, refuse_if_pacman_running, Lock, LockMode, PacmanLock,
+};
 use crate::plan::{Plan, Source};
 use crate::state::{Profile, State};
 use crate::{status, verify};
@@ -47,7 +49,6 @@ impl Output {
 
 /// Runs one command.
 pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
-    crate::pkgcache::set_config(g.config.clone());
     match command {
         Command::Status => cmd_status(g),
         Command::Use { profile, dry_run } => mutate(g, "use", *dry_run, |e, s| apply_profile(e, s, *profile, false)),
@@ -81,6 +82,7 @@ fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
     Options {
         root: g.root.clone(),
         dbpath: g.dbpath(),
+        pacman_config: g.config.clone(),
         dry_run,
         smoke_timeout: Duration::from_secs(g.smoke_timeout.unwrap_or(config.smoke_timeout_secs)),
         keep_generations: config.keep_generations,
@@ -139,8 +141,13 @@ fn locked(
     // An admin mutation holds pacman's lock too, for its whole duration:
     // a pacman transaction started meanwhile refuses to run. The hooks run
     // inside pacman's transaction, which holds it already.
-    let _pacman = if hook { None } else { Some(PacmanLock::take(&g.dbpath())?) };
+    let pacman = if hook { None } else { Some(PacmanLock::take(&g.dbpath())?) };
     engine.lock_waited(guard.waited, guard.attempts);
+    let reclaimed = pacman.as_ref().is_some_and(|p| p.reclaimed);
+    if reclaimed {
+        let text = format!("removed {}/db.lck, left by an oxidizr-hook that crashed", g.dbpath().display());
+        engine.fact("lock", text, None, None, None);
+    }
     let mut state = engine.load_state()?;
     let recovered = engine.recover(&mut state)?;
     let result = f(&mut engine, &mut state);
@@ -151,6 +158,9 @@ fn locked(
     }
     if let Some(r) = recovered {
         out.text = format!("==> recovered: {r}\n{}", out.text);
+    }
+    if reclaimed {
+        out.text = format!("==> removed a stale db.lck left by an oxidizr-hook that crashed\n{}", out.text);
     }
     Ok(out)
 }
@@ -322,10 +332,12 @@ fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
     let config = Config::load(&g.root)?;
     let wait = lock_wait(g, &config)?;
     let engine = Engine::new(options(g, &config, true), config, "verify")?;
-    if pacman_running_in(&g.dbpath()) {
-        return Ok(busy(format!("pacman is mid-transaction ({} exists)", g.dbpath().join("db.lck").display())));
+    let dbpath = g.dbpath();
+    let lck = dbpath.join("db.lck");
+    if pacman_running_in(&dbpath) && !pacman_lock_is_ours(&dbpath) {
+        return Ok(busy(format!("pacman is mid-transaction ({} exists)", lck.display())));
     }
-    let _shared = match Lock::open_existing(&g.root, &engine.layout)? {
+    let shared = match Lock::open_existing(&g.root, &engine.layout)? {
         Some(mut lock) => match lock.acquire(LockMode::Shared, wait) {
             Ok(guard) => Some(guard),
             Err(e) if e.id == ErrorId::Locking => return Ok(busy(e.reason)),
@@ -333,8 +345,23 @@ fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
         },
         None => None,
     };
+    // Ours, while we hold our lock shared: no oxidizr-hook is running, so
+    // it was left by one that crashed, and it blocks pacman.
+    let stale = pacman_running_in(&dbpath) && pacman_lock_is_ours(&dbpath);
+    if stale && shared.is_none() {
+        return Ok(busy(format!("an oxidizr-hook holds {} (or crashed holding it)", lck.display())));
+    }
     let state = engine.load_state()?;
-    let problems = verify::check(&engine, &state)?;
+    let mut problems = verify::check(&engine, &state)?;
+    if stale {
+        problems.push(verify::Problem {
+            code: "stale-lock",
+            detail: format!(
+                "{} was left by an oxidizr-hook that crashed: pacman refuses to run; any mutating oxidizr-hook command (e.g. verify --repair) removes it",
+                lck.display()
+            ),
+        });
+    }
     let mut out = render_verify(&problems);
     if let Some(h) = state.held.filter(|h| generation::active(&engine.layout).ok().flatten() == Some(*h)) {
         out.text = format!(

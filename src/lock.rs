@@ -173,35 +173,83 @@ impl Backoff {
     }
 }
 
+/// What an oxidizr-hook writes into the `db.lck` it holds (pacman leaves
+/// its own empty): a lock carrying it was made by an oxidizr-hook.
+pub const OUR_MARK: &[u8] = b"oxidizr-hook\n";
+
 /// pacman's lock, held by an admin mutation: `DBPATH/db.lck` created with
-/// `O_CREAT|O_EXCL` (mode 0000, as pacman creates it) and removed when
-/// dropped. A crash leaves it behind, exactly like a crashed pacman.
+/// `O_CREAT|O_EXCL` (mode 0000, as pacman creates it), carrying
+/// [`OUR_MARK`], removed when dropped. A crash leaves it behind, like a
+/// crashed pacman; the next oxidizr-hook mutation reclaims it (see
+/// [`PacmanLock::take`]).
 #[derive(Debug)]
 pub struct PacmanLock {
     dir: OwnedFd,
     path: PathBuf,
+    /// True when a lock left by a crashed oxidizr-hook was reclaimed.
+    pub reclaimed: bool,
 }
 
 impl PacmanLock {
     /// Creates `dbpath/db.lck`; `E_LOCKING` with pacman's advice when it
-    /// exists (pacman is mid-transaction, or one crashed).
+    /// exists (pacman is mid-transaction, or one crashed). Call it only
+    /// while holding our exclusive lock: a `db.lck` that carries
+    /// [`OUR_MARK`] then cannot belong to a running oxidizr-hook (that one
+    /// would hold our lock) nor to pacman (which writes none), so it was
+    /// left by a crashed oxidizr-hook and is reclaimed once.
     pub fn take(dbpath: &Path) -> Result<PacmanLock> {
         let path = dbpath.join(PACMAN_LOCK);
         let dir = rustix::fs::open(dbpath, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| {
                 Error::io(ErrorId::Locking, format!("cannot open the package database {}", dbpath.display()), e.into())
             })?;
-        match rustix::fs::openat(
-            &dir,
-            PACMAN_LOCK,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(_) => Ok(PacmanLock { dir, path }),
-            Err(Errno::EXIST) => Err(pacman_running(&path)),
-            Err(e) => Err(Error::io(ErrorId::Locking, format!("cannot create {}", path.display()), e.into())),
+        let mut reclaimed = false;
+        loop {
+            match rustix::fs::openat(
+                &dir,
+                PACMAN_LOCK,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    // Best effort: an unmarked lock of ours is only refused
+                    // by the next command, never taken for someone else's.
+                    let _ = rustix::io::write(&fd, OUR_MARK);
+                    return Ok(PacmanLock { dir, path, reclaimed });
+                }
+                Err(Errno::EXIST) if !reclaimed && ours(&dir) => {
+                    rustix::fs::unlinkat(&dir, PACMAN_LOCK, rustix::fs::AtFlags::empty()).map_err(|e| {
+                        Error::io(ErrorId::Locking, format!("cannot remove the stale {}", path.display()), e.into())
+                    })?;
+                    reclaimed = true;
+                }
+                Err(Errno::EXIST) => return Err(pacman_running(&path)),
+                Err(e) => {
+                    return Err(Error::io(ErrorId::Locking, format!("cannot create {}", path.display()), e.into()))
+                }
+            }
         }
     }
+}
+
+/// Whether the `db.lck` in `dir` carries [`OUR_MARK`] (read without
+/// following a symlink).
+fn ours(dir: &OwnedFd) -> bool {
+    let Ok(fd) =
+        rustix::fs::openat(dir, PACMAN_LOCK, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    else {
+        return false;
+    };
+    let mut buf = [0u8; 32];
+    matches!(rustix::io::read(&fd, &mut buf), Ok(n) if buf[..n] == *OUR_MARK)
+}
+
+/// Whether `dbpath/db.lck` was left by an oxidizr-hook (carries
+/// [`OUR_MARK`]); meaningful to a caller that holds our lock, shared or
+/// exclusive: then no oxidizr-hook is running and the lock is stale.
+pub fn pacman_lock_is_ours(dbpath: &Path) -> bool {
+    rustix::fs::open(dbpath, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .is_ok_and(|dir| ours(&dir))
 }
 
 impl Drop for PacmanLock {
@@ -229,9 +277,11 @@ pub fn pacman_running_in(dbpath: &Path) -> bool {
     std::fs::symlink_metadata(dbpath.join(PACMAN_LOCK)).is_ok()
 }
 
-/// Refuses (`E_LOCKING`) when pacman's `db.lck` exists in `dbpath`.
+/// Refuses (`E_LOCKING`) early, before our lock is taken, when pacman's
+/// `db.lck` exists in `dbpath` and is not one a crashed oxidizr-hook left
+/// (that one is reclaimed under our lock by [`PacmanLock::take`]).
 pub fn refuse_if_pacman_running(dbpath: &Path) -> Result<()> {
-    if pacman_running_in(dbpath) {
+    if pacman_running_in(dbpath) && !pacman_lock_is_ours(dbpath) {
         return Err(pacman_running(&dbpath.join(PACMAN_LOCK)));
     }
     Ok(())
@@ -293,14 +343,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_left_by_a_crashed_oxidizr_hook_is_reclaimed_and_pacmans_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let crashed = PacmanLock::take(tmp.path()).unwrap();
+        std::mem::forget(crashed); // as if SIGKILLed: the file stays
+        assert!(pacman_lock_is_ours(tmp.path()));
+        let again = PacmanLock::take(tmp.path()).unwrap();
+        assert!(again.reclaimed);
+        drop(again);
+        std::fs::write(tmp.path().join(PACMAN_LOCK), b"").unwrap(); // pacman's: empty
+        assert!(!pacman_lock_is_ours(tmp.path()));
+        assert_eq!(PacmanLock::take(tmp.path()).unwrap_err().id, ErrorId::Locking);
+        assert!(refuse_if_pacman_running(tmp.path()).is_err());
+    }
+
+    #[test]
     fn pacman_lock_is_exclusive_and_removed_on_drop() {
         let tmp = tempfile::tempdir().unwrap();
         let held = PacmanLock::take(tmp.path()).unwrap();
         assert!(pacman_running_in(tmp.path()));
+        assert!(!held.reclaimed);
+        drop(held);
+        std::fs::write(tmp.path().join(PACMAN_LOCK), b"").unwrap();
         let e = PacmanLock::take(tmp.path()).unwrap_err();
         assert_eq!(e.id, ErrorId::Locking);
         assert!(e.reason.contains("unable to lock database"), "{}", e.reason);
-        drop(held);
+        std::fs::remove_file(tmp.path().join(PACMAN_LOCK)).unwrap();
         assert!(!pacman_running_in(tmp.path()));
     }
 }
