@@ -42,6 +42,9 @@ pub struct Options {
     pub root: PathBuf,
     /// The package database (pacman's `--dbpath`).
     pub dbpath: PathBuf,
+    /// pacman's configuration file, a path inside the root (pacman's
+    /// `--config`); None: `/etc/pacman.conf`.
+    pub pacman_config: Option<PathBuf>,
     /// Plan and preflight only; change nothing.
     pub dry_run: bool,
     /// Per-command smoke timeout.

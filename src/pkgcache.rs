@@ -250,22 +250,6 @@ pub fn cache_dirs_of(root: &Path, config: Option<&Path>) -> Result<Vec<PathBuf>>
     Ok(out)
 }
 
-/// [`cache_dirs_of`] with the configuration file chosen by the global
-/// `--config` option ([`set_config`]), else [`DEFAULT_CONFIG`].
-pub fn cache_dirs(root: &Path) -> Result<Vec<PathBuf>> {
-    cache_dirs_of(root, CONFIG.get().and_then(|c| c.as_deref()))
-}
-
-/// The `--config` of this process's command line (set once, by
-/// `commands::run`).
-static CONFIG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-
-/// Records the global `--config` option (a path inside the root) for
-/// [`cache_dirs`]. The first call wins; later calls are ignored.
-pub fn set_config(config: Option<PathBuf>) {
-    let _ = CONFIG.set(config);
-}
-
 /// True when `root` names the host's `/` ("/", "//", "/.").
 fn is_host_root(root: &Path) -> bool {
     root.has_root() && root.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))

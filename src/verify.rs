@@ -28,7 +28,9 @@ use crate::state::State;
 pub struct Problem {
     /// A stable code: `intent-pending`, `degraded`, `no-active`, `active-dangling`,
     /// `stale-plan`, `link-missing`, `link-foreign`, `unresolvable`, `store-damaged`,
-    /// `foreign-entry`, `smoke-failed`, `leftover-links`, `sidecar-damaged`.
+    /// `foreign-entry`, `smoke-failed`, `leftover-links`, `sidecar-damaged`,
+    /// `stale-lock` (added by the `verify` command: a `db.lck` left by a
+    /// crashed oxidizr-hook).
     pub code: &'static str,
     /// One line for humans.
     pub detail: String,
@@ -347,7 +349,7 @@ fn refetch_one(
         );
         return unhealed(ErrorId::BackupMissing, why);
     }
-    let dirs = match pkgcache::cache_dirs(&engine.opts.root) {
+    let dirs = match pkgcache::cache_dirs_of(&engine.opts.root, engine.opts.pacman_config.as_deref()) {
         Ok(dirs) => dirs,
         Err(e) => return unhealed(e.id, format!("{e}; reinstall {package}")),
     };
