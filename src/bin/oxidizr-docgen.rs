@@ -54,7 +54,7 @@ const FILES: [(&str, &str); 7] = [
     ("/var/log/oxidizr-arch/facts.jsonl", "Audit facts, one JSON object a line (also sent to the journal)."),
     (
         "/var/cache/pacman/pkg/",
-        "pacman's package cache (every CacheDir of /etc/pacman.conf). Only read: verify --repair extracts a \
+        "pacman's package cache (every CacheDir pacman-conf reports for /etc/pacman.conf, Includes followed). Only read: verify --repair extracts a \
          damaged stored GNU binary from the cached package of its exact version with bsdtar, and puts it back \
          only when it has the recorded sha256.",
     ),

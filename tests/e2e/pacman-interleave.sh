@@ -4,7 +4,8 @@
 # `use` is refused by pacman itself and nothing is lost; `verify` reports
 # an operation in progress (exit 75) instead of in-flight states as damage;
 # a stale db.lck is refused as pacman refuses it; any lock timeout value
-# is an error id, never a panic.
+# is an error id, never a panic. A verify started during an operation
+# waits for it (bounded) and judges the finished state.
 . /src/tests/e2e/common.bash
 install_all
 install_oxidizr
@@ -39,14 +40,19 @@ for point in engine:after-intent engine:after-build engine:after-flip engine:aft
     st=0; pacman_U "$pkg" >/tmp/pacman.out 2>&1 || st=$?
     [ $st != 0 ] || { cat /tmp/pacman.out; fail "$point: pacman ran a transaction during use"; }
     grep -q "unable to lock database" /tmp/pacman.out || { cat /tmp/pacman.out; fail "$point: pacman failed otherwise"; }
-    st=0; "$OXIDIZR" verify >/tmp/verify.out 2>&1 || st=$?
-    [ $st = 75 ] || { cat /tmp/verify.out; fail "$point: verify during use exited $st, not 75"; }
+    st=0; "$OXIDIZR" --lock-timeout 1 verify >/tmp/verify.out 2>&1 || st=$?
+    [ $st = 75 ] || { cat /tmp/verify.out; fail "$point: verify --lock-timeout 1 during the operation exited $st, not 75"; }
     grep -q "operation in progress" /tmp/verify.out || fail "$point: verify does not say an operation is in progress"
+    # With the default wait, verify waits for the operation and then judges
+    # the finished state: never an in-flight state as damage.
+    "$OXIDIZR" verify >/tmp/verify-wait.out 2>&1 &
+    vpid=$!
     st=0; "$OXIDIZR" --lock-timeout 1 use gnu >/tmp/second.out 2>&1 || st=$?
     [ $st = 30 ] || { cat /tmp/second.out; fail "$point: a second mutation exited $st, not 30 (E_LOCKING)"; }
     # The premise of the three refusals above: the operation was still paused.
     kill -0 $pid 2>/dev/null || fail "$point: the operation ended before the checks (pause too short): inconclusive"
     wait $pid || { cat /tmp/use.out; fail "$point: the paused ${op[*]} failed"; }
+    wait $vpid || { cat /tmp/verify-wait.out; fail "$point: a verify started during the operation found problems"; }
     [ ! -e $dbl ] || fail "$point: db.lck left behind"
     every_applet_resolves
     expect_exit 0 "$OXIDIZR" verify
