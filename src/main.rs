@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use oxidizr_arch::cli::{Cli, GlobalOpts};
+use oxidizr_arch::cli::{Cli, Command, GlobalOpts};
 use oxidizr_arch::error::{Error, ErrorId};
 use oxidizr_arch::{commands, journal};
 
@@ -17,6 +17,18 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(ErrorId::Usage.exit_code()) } else { ExitCode::SUCCESS };
         }
     };
+    // Invariant 7 (DESIGN.md §6): modes never depend on the caller's umask.
+    // pacman runs its hooks under umask 022 (it sets it at start); an admin
+    // with a hardened umask (027, 077) runs the same operations through
+    // sudo. Every create call of the safety kernel sets its mode
+    // explicitly through the new handle; the umask is also reset here so
+    // that nothing else this process creates (the facts log, the smoke's
+    // scratch files, the children it runs) depends on it, and new
+    // directories are never briefly more restrictive than intended.
+    // `canary` runs the admin's own command: it keeps the admin's umask.
+    if !matches!(cli.command, Command::Canary { .. }) {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    }
     journal::init();
     match commands::run(&cli.global, &cli.command).and_then(|out| out.print(cli.global.json).map(|()| out.code)) {
         Ok(code) => ExitCode::from(code),

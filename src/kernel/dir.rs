@@ -126,16 +126,12 @@ impl Dir {
         let path = self.path.join(name);
         let fd = match open_child_dir(&self.fd, name) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => {
-                        return Err(Error::io(ErrorId::Io, format!("cannot create {}", path.display()), e.into()))
-                    }
-                }
-                open_child_dir(&self.fd, name)
-                    .map_err(|e| Error::io(ErrorId::Io, format!("cannot open {}", path.display()), e.into()))?
-            }
+            Err(Errno::NOENT) if create => match mkdir_exact(&self.fd, name, DIR_MODE) {
+                Ok(fd) => fd,
+                Err(Errno::EXIST) => open_child_dir(&self.fd, name)
+                    .map_err(|e| Error::io(ErrorId::Io, format!("cannot open {}", path.display()), e.into()))?,
+                Err(e) => return Err(Error::io(ErrorId::Io, format!("cannot create {}", path.display()), e.into())),
+            },
             Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
                 return Err(Error::io(
                     ErrorId::Policy,
@@ -212,7 +208,8 @@ impl Dir {
 
     /// Creates a regular file under a fresh temporary name, opened
     /// read-write (`O_EXCL | O_NOFOLLOW`: nothing planted there is ever
-    /// followed or reused), with permission bits `mode`. Returns its name
+    /// followed or reused), with permission bits exactly `mode` whatever
+    /// the process umask (set through the descriptor). Returns its name
     /// and descriptor; the caller removes it if it is not kept.
     pub fn tmp_file(&self, purpose: &str, mode: u32) -> Result<(String, OwnedFd)> {
         let mut out: Option<OwnedFd> = None;
@@ -225,7 +222,29 @@ impl Dir {
             )?);
             Ok(())
         })?;
-        Ok((tmp, out.expect("create_tmp succeeded")))
+        let fd = out.expect("create_tmp succeeded");
+        if let Err(e) = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)) {
+            let _ = self.remove_file(&tmp);
+            return Err(Error::io(ErrorId::Io, format!("cannot set the mode of {}", self.show(&tmp)), e.into()));
+        }
+        Ok((tmp, fd))
+    }
+
+    /// The permission bits of this directory itself (through its handle).
+    pub fn mode(&self) -> Result<u32> {
+        let st = rustix::fs::fstat(&self.fd)
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot stat {}", self.path.display()), e.into()))?;
+        Ok(Meta::from_stat(&st).mode)
+    }
+
+    /// Sets the permission bits of this directory itself, through its
+    /// handle (`fchmod`): the handle was reached from the root one
+    /// component at a time with `O_NOFOLLOW`, so no symlink is followed and
+    /// nothing but this very directory changes. For our own directories
+    /// only (`verify --repair`); the caller decides what is ours.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot set the mode of {}", self.path.display()), e.into()))
     }
 
     /// Runs `create` with fresh temporary names until one does not exist.
@@ -293,6 +312,29 @@ impl Dir {
     pub fn sync(&self, log: &mut FsyncLog) -> Result<()> {
         log.fsync(&self.fd, &self.path.display().to_string())
     }
+}
+
+/// The mode of every directory oxidizr-arch creates: anyone may search and
+/// list it (the managed commands are reached through it by every user,
+/// DESIGN.md §6 invariant 7); only root writes.
+pub const DIR_MODE: u32 = 0o755;
+
+/// Creates the directory `name` in `parent` with permission bits exactly
+/// `mode`, whatever the process umask: `mkdirat` (which applies the umask),
+/// then the new directory opened with `O_DIRECTORY | O_NOFOLLOW` and
+/// `fchmod`ed through that handle. `Err(EXIST)` when the name exists (it
+/// is not ours to change). Returns the open directory.
+pub(crate) fn mkdir_exact(parent: impl AsFd, name: &str, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+    let parent = parent.as_fd();
+    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode))?;
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(fd)
 }
 
 fn cstring_to_string(c: CString, shown: &str) -> Result<String> {

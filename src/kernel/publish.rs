@@ -29,6 +29,8 @@ impl<'p> Staging<'p> {
         let name =
             parent.create_tmp(purpose, |tmp| rustix::fs::mkdirat(parent.fd(), tmp, Mode::from_raw_mode(0o755)))?;
         let root = parent.subdir(&name, false)?;
+        // mkdirat applied the umask: the tree's modes never depend on it.
+        root.set_mode(super::dir::DIR_MODE)?;
         Ok(Staging { parent, name, dirs: vec![root] })
     }
 
@@ -45,6 +47,7 @@ impl<'p> Staging<'p> {
         rustix::fs::mkdirat(root.fd(), name, Mode::from_raw_mode(0o755))
             .map_err(|e| Error::io(ErrorId::Io, format!("cannot create {}", root.show(name)), e.into()))?;
         let sub = root.subdir(name, false)?;
+        sub.set_mode(super::dir::DIR_MODE)?;
         self.dirs.push(sub);
         Ok(self.dirs.len() - 1)
     }
@@ -68,6 +71,8 @@ impl<'p> Staging<'p> {
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| Error::io(ErrorId::Io, format!("cannot create {}", d.show(name)), e.into()))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
+            .map_err(|e| Error::io(ErrorId::Io, format!("cannot set the mode of {}", d.show(name)), e.into()))?;
         let mut f = std::fs::File::from(fd.try_clone().map_err(|e| Error::io(ErrorId::Io, "dup", e))?);
         f.write_all(bytes).map_err(|e| Error::io(ErrorId::Io, format!("cannot write {}", d.show(name)), e))?;
         log.fsync(&fd, &d.show(name))

@@ -129,7 +129,8 @@ impl SafeRoot {
 
     /// Opens the directory at `path` (which must be allowed), walking from
     /// the root with `O_DIRECTORY | O_NOFOLLOW`. With `create`, missing
-    /// components below the allowed prefix's parent are created (mode 0755).
+    /// components below the allowed prefix's parent are created (mode
+    /// exactly 0755, whatever the process umask).
     pub fn open_dir(&self, path: &SafePath, create: bool) -> Result<Dir> {
         if !self.allowed.iter().any(|a| path.starts_with(a) || a.starts_with(path)) {
             return Err(Error::new(ErrorId::Policy, format!("refused directory {path}: outside the managed set")));
@@ -141,13 +142,15 @@ impl SafeRoot {
             cur = match open_child_dir(&cur, comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&cur, comp.as_str(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                    // Mode 0755 whatever the umask (invariant 7).
+                    let fd = match super::dir::mkdir_exact(&cur, comp, super::dir::DIR_MODE) {
+                        Ok(fd) => fd,
+                        Err(Errno::EXIST) => open_child_dir(&cur, comp).map_err(|e| dir_error(&shown, e))?,
                         Err(e) => return Err(dir_error(&shown, e)),
-                    }
+                    };
                     // A new directory must survive a crash before anything is put in it.
                     rustix::fs::fsync(&cur).map_err(|e| dir_error(&shown, e))?;
-                    open_child_dir(&cur, comp).map_err(|e| dir_error(&shown, e))?
+                    fd
                 }
                 Err(e) => return Err(dir_error(&shown, e)),
             };
