@@ -267,6 +267,9 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
     let mut actions = Vec::new();
     let mut refetched = Vec::new();
     if !before.is_empty() {
+        // Our directories back to mode 0755 (a hardened umask, a chmod by
+        // hand): every user reaches the commands again (invariant 7).
+        actions.extend(verify::repair_modes(e)?);
         // Damaged stored GNU binaries first, from pacman's package cache, so
         // the rebuilt generation records their healed digests.
         if before.iter().any(|p| p.code == "store-damaged") {

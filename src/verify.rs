@@ -15,10 +15,11 @@ use crate::error::{Error, ErrorId, Result};
 use crate::generation::{self, Manifest};
 use crate::intent::Intent;
 use crate::kernel::digest::sha256_fd;
+use crate::kernel::dir::DIR_MODE;
 use crate::kernel::refill::{self, Expected};
 use crate::kernel::sidecar::{self, Prior, Sidecar};
-use crate::kernel::Entry;
-use crate::layout::{managed_link, LIB};
+use crate::kernel::{Dir, Entry};
+use crate::layout::{managed_link, LIB, LOG, STATE};
 use crate::pkgcache;
 use crate::smoke::SmokeTarget;
 use crate::state::State;
@@ -27,10 +28,10 @@ use crate::state::State;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// A stable code: `intent-pending`, `degraded`, `no-active`, `active-dangling`,
-    /// `stale-plan`, `link-missing`, `link-foreign`, `unresolvable`, `store-damaged`,
-    /// `foreign-entry`, `smoke-failed`, `leftover-links`, `sidecar-damaged`,
-    /// `stale-lock` (added by the `verify` command: a `db.lck` left by a
-    /// crashed oxidizr-hook).
+    /// `stale-plan`, `link-missing`, `link-foreign`, `unresolvable`, `unreachable`,
+    /// `dir-mode`, `store-damaged`, `foreign-entry`, `smoke-failed`, `leftover-links`,
+    /// `sidecar-damaged`, `stale-lock` (added by the `verify` command: a `db.lck`
+    /// left by a crashed oxidizr-hook).
     pub code: &'static str,
     /// One line for humans.
     pub detail: String,
@@ -51,6 +52,7 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
     if let Some(d) = &state.degraded {
         out.push(problem("degraded", format!("{} since {}: {}", d.error_id, d.since, d.reason)));
     }
+    out.extend(dir_modes(engine)?);
     out.extend(foreign_entries(engine)?);
     if let Err(e) = generation::check_pointers(&engine.layout) {
         out.push(problem("foreign-entry", e.reason));
@@ -95,6 +97,13 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
         ));
     }
     out.extend(links(engine, &manifest)?);
+    let unreachable = reachability(&engine.opts.root, manifest.applets.keys().map(String::as_str));
+    // A directory of ours that locks the commands out is named once, with
+    // what it breaks.
+    out.retain(|p| {
+        !(p.code == "dir-mode" && unreachable.iter().any(|(path, _)| p.detail.starts_with(&format!("{path} "))))
+    });
+    out.extend(unreachable.into_iter().map(|(_, p)| p));
     out.extend(store(engine, &manifest)?);
     if out.is_empty() {
         let targets: Vec<SmokeTarget> =
@@ -148,6 +157,219 @@ pub fn resolves_to_executable(root: &Path, abs: &str) -> std::result::Result<(),
         return Ok(());
     }
     Err("too many levels of symlinks".to_string())
+}
+
+/// Where the way to a command is closed for every user but root: the first
+/// directory on its resolution path that "other" cannot search, or the
+/// file at its end that "other" cannot execute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    /// The path inside the root (`/usr/lib/oxidizr-arch/generations`).
+    pub path: String,
+    /// Its permission bits.
+    pub mode: u32,
+    /// A directory (search permission missing), else the final file
+    /// (execute permission missing).
+    pub directory: bool,
+}
+
+/// Walks the resolution of `abs` inside `root` the way the kernel does for
+/// an unprivileged user (uid and gids other than the owner's: the "other"
+/// permission bits): every directory in which a name is looked up (`..`
+/// included, the root itself first) needs search permission, symlinks are
+/// followed (absolute ones from the root, at most 40), and the file at the
+/// end needs execute permission. Returns where that user is stopped; None
+/// when the way is open, or when the path does not resolve at all (that is
+/// the `unresolvable` check's finding). `modes` caches directory modes
+/// across calls. Reads only (lstat, readlink).
+pub fn blocked_for_others(root: &Path, abs: &str, modes: &mut BTreeMap<String, u32>) -> Option<Blocked> {
+    let comps = |p: &str| p.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect::<Vec<_>>();
+    let inside = |done: &[String]| format!("/{}", done.join("/"));
+    let host = |done: &[String]| done.iter().fold(root.to_path_buf(), |p, d| p.join(d));
+    let mut todo: Vec<String> = comps(abs).into_iter().rev().collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        // Looking a name up in a directory needs its search permission.
+        let dir = inside(&done);
+        let mode = match modes.get(&dir) {
+            Some(m) => *m,
+            None => {
+                let m = std::fs::metadata(host(&done)).ok()?.permissions().mode() & 0o7777;
+                modes.insert(dir.clone(), m);
+                m
+            }
+        };
+        if mode & 0o001 == 0 {
+            return Some(Blocked { path: dir, mode, directory: true });
+        }
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let here = host(&done).join(&c);
+        let md = std::fs::symlink_metadata(&here).ok()?;
+        if !md.file_type().is_symlink() {
+            done.push(c);
+            continue;
+        }
+        hops += 1;
+        if hops > 40 {
+            return None;
+        }
+        let dest = std::fs::read_link(&here).ok()?;
+        let dest = dest.to_str()?;
+        if dest.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(comps(dest).into_iter().rev());
+    }
+    let md = std::fs::symlink_metadata(host(&done)).ok()?;
+    let mode = md.permissions().mode() & 0o7777;
+    (md.is_file() && mode & 0o001 == 0).then(|| Blocked { path: inside(&done), mode, directory: false })
+}
+
+/// Whether `path` (inside the root) lies in one of our trees.
+fn in_our_trees(path: &str) -> bool {
+    [LIB, STATE, LOG].iter().any(|t| path == format!("/{t}") || path.starts_with(&format!("/{t}/")))
+}
+
+/// One `unreachable` problem per place that stops unprivileged users on the
+/// way to the managed commands `applets` (`/usr/bin/<applet>`), with the
+/// commands it stops; paired with that place's path.
+fn reachability<'a>(root: &Path, applets: impl Iterator<Item = &'a str>) -> Vec<(String, Problem)> {
+    let mut modes = BTreeMap::new();
+    let mut stopped: BTreeMap<String, (Blocked, Vec<&str>)> = BTreeMap::new();
+    for applet in applets {
+        if let Some(b) = blocked_for_others(root, &format!("/usr/bin/{applet}"), &mut modes) {
+            stopped.entry(b.path.clone()).or_insert_with(|| (b, Vec::new())).1.push(applet);
+        }
+    }
+    stopped
+        .into_iter()
+        .map(|(path, (b, applets))| {
+            let what = if b.directory { "cannot be searched" } else { "cannot be executed" };
+            let shown = applets.iter().take(8).copied().collect::<Vec<_>>().join(" ");
+            let more = if applets.len() > 8 { format!(" and {} more", applets.len() - 8) } else { String::new() };
+            let cure = if b.directory && in_our_trees(&path) {
+                format!("'verify --repair' restores its mode {:04o}", DIR_MODE)
+            } else if b.directory {
+                format!("not a directory of oxidizr-arch: fix it by hand (chmod o+x {path})")
+            } else {
+                "not a file of oxidizr-arch: reinstall its package".to_string()
+            };
+            let detail = format!(
+                "{path} (mode {:04o}) {what} by users other than its owner: {} managed command(s) fail with \
+                 'Permission denied' for every user but root ({shown}{more}); {cure}",
+                b.mode,
+                applets.len()
+            );
+            (path, problem("unreachable", detail))
+        })
+        .collect()
+}
+
+/// Our own directories that exist, opened through the safety kernel (from
+/// the root, one component at a time, no symlink followed), with their
+/// paths inside the root: `/usr/lib/oxidizr-arch` and in it `generations`,
+/// every published generation and its own `bin`, `profiles`, `store`,
+/// `store/gnu` and its package directories (named `<gnu package>-...` of a
+/// configured family), `quarantine` (not what it holds: that is foreign);
+/// `/var/lib/oxidizr-arch` and its `sidecars`; `/var/log/oxidizr-arch`.
+/// Each must have mode 0755 ([`DIR_MODE`]). Creates nothing.
+pub fn own_directories(engine: &Engine) -> Result<Vec<Dir>> {
+    fn only_dir(parent: &Dir, name: &str) -> Result<Option<Dir>> {
+        match parent.entry(name)? {
+            Entry::Directory(_) => parent.subdir(name, false).map(Some),
+            _ => Ok(None),
+        }
+    }
+    let top = |tree: &str| -> Result<Option<Dir>> {
+        let is_dir = std::fs::symlink_metadata(engine.opts.root.join(tree)).is_ok_and(|m| m.file_type().is_dir());
+        if is_dir {
+            engine.layout.dir(tree, false).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(lib) = top(LIB)? {
+        if let Some(gens) = only_dir(&lib, "generations")? {
+            let (numbers, _) = generation::list(&engine.layout)?;
+            for n in numbers {
+                if let Some(g) = only_dir(&gens, &n.to_string())? {
+                    out.extend(only_dir(&g, "bin")?);
+                    out.push(g);
+                }
+            }
+            out.push(gens);
+        }
+        out.extend(only_dir(&lib, "profiles")?);
+        if let Some(store) = only_dir(&lib, "store")? {
+            if let Some(gnu) = only_dir(&store, "gnu")? {
+                let ours =
+                    |d: &str| engine.config.families.iter().any(|f| d.starts_with(&format!("{}-", f.gnu_package)));
+                for name in gnu.list()?.into_iter().filter(|n| ours(n)) {
+                    out.extend(only_dir(&gnu, &name)?);
+                }
+                out.push(gnu);
+            }
+            out.push(store);
+        }
+        out.extend(only_dir(&lib, "quarantine")?);
+        out.push(lib);
+    }
+    if let Some(state) = top(STATE)? {
+        out.extend(only_dir(&state, "sidecars")?);
+        out.push(state);
+    }
+    out.extend(top(LOG)?);
+    Ok(out)
+}
+
+/// The path inside the root of one of our directories (for messages).
+fn inside_root(engine: &Engine, dir: &Dir) -> String {
+    let rel = dir.path().strip_prefix(&engine.opts.root).unwrap_or(dir.path());
+    format!("/{}", rel.display()).replace("//", "/")
+}
+
+/// `dir-mode`: our directories whose mode is not 0755.
+fn dir_modes(engine: &Engine) -> Result<Vec<Problem>> {
+    let mut out = Vec::new();
+    for d in own_directories(engine)? {
+        let mode = d.mode()?;
+        if mode != DIR_MODE {
+            out.push(problem(
+                "dir-mode",
+                format!(
+                    "{} has mode {mode:04o}, expected {DIR_MODE:04o}; 'verify --repair' restores it",
+                    inside_root(engine, &d)
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Restores mode 0755 on every directory of ours ([`own_directories`])
+/// that has another one, through its handle (`fchmod`: no path is resolved
+/// again, no symlink followed, nothing that is not ours touched), and makes
+/// the change durable (fsync of the directory). Returns one line per
+/// directory changed.
+pub fn repair_modes(engine: &mut Engine) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for d in own_directories(engine)? {
+        let mode = d.mode()?;
+        if mode == DIR_MODE {
+            continue;
+        }
+        d.set_mode(DIR_MODE)?;
+        d.sync(&mut engine.log)?;
+        let line = format!("restored mode {DIR_MODE:04o} of {} (was {mode:04o})", inside_root(engine, &d));
+        engine.fact("repair", line.clone(), None, None, None);
+        out.push(line);
+    }
+    Ok(out)
 }
 
 /// Every kept GNU binary (the prior file of each managed name, recorded in
