@@ -65,10 +65,7 @@ after() {
 }
 
 install_all
-# TEMPORARY until main has the rescue-check fix (no busybox on stock Arch;
-# the base's kept-aside busybox is not an executable yet): a stand-in that
-# passes the rescue check's `busybox true`. Remove this line then.
-cp /opt/oxidizr-testbed/gnu/true /usr/bin/busybox
+command -v busybox >/dev/null && fail "precondition: a stock Arch root has no busybox"
 install_oxidizr
 uid_before=$(id -u)
 [ "$uid_before" = 0 ] || fail "precondition: the scenario runs as root"
