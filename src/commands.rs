@@ -14,9 +14,7 @@ use crate::error::{Error, ErrorId, Result};
 use crate::generation;
 use crate::inventory::PackageDb;
 use crate::layout::LIB;
-use crate::lock::{
-    check_wait, pacman_lock_is_ours, pacman_running_in, refuse_if_pacman_running, Lock, LockMode, PacmanLock,
-};
+use crate::lock::{check_wait, pacman_lock_is_ours, pacman_running_in, Lock, LockMode, PacmanLock};
 use crate::plan::{Plan, Source};
 use crate::state::{Profile, State};
 use crate::{status, verify};
@@ -132,9 +130,6 @@ fn locked(
     if dry_run {
         let mut state = engine.load_state()?;
         return f(&mut engine, &mut state);
-    }
-    if !hook {
-        refuse_if_pacman_running(&g.dbpath())?;
     }
     let mut lock = Lock::open(&engine.state_dir()?)?;
     let guard = lock.acquire(LockMode::Exclusive, lock_wait)?;

@@ -178,7 +178,8 @@ impl Backoff {
 pub const OUR_MARK: &[u8] = b"oxidizr-hook\n";
 
 /// pacman's lock, held by an admin mutation: `DBPATH/db.lck` created with
-/// `O_CREAT|O_EXCL` (mode 0000, as pacman creates it), carrying
+/// `O_CREAT|O_EXCL` (mode 0600; pacman's own is 0000: only its existence
+/// counts, and only root writes the database directory), carrying
 /// [`OUR_MARK`], removed when dropped. A crash leaves it behind, like a
 /// crashed pacman; the next oxidizr-hook mutation reclaims it (see
 /// [`PacmanLock::take`]).
@@ -201,7 +202,9 @@ impl PacmanLock {
         let path = dbpath.join(PACMAN_LOCK);
         let dir = rustix::fs::open(dbpath, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| {
-                Error::io(ErrorId::Locking, format!("cannot open the package database {}", dbpath.display()), e.into())
+                // No database there: the same answer the inventory gives.
+                let id = if matches!(e, Errno::NOENT | Errno::NOTDIR) { ErrorId::Alpm } else { ErrorId::Locking };
+                Error::io(id, format!("cannot open the package database at {}", dbpath.display()), e.into())
             })?;
         let mut reclaimed = false;
         loop {
@@ -209,7 +212,7 @@ impl PacmanLock {
                 &dir,
                 PACMAN_LOCK,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
+                Mode::from_raw_mode(0o600),
             ) {
                 Ok(fd) => {
                     // Best effort: an unmarked lock of ours is only refused
@@ -275,16 +278,6 @@ fn pacman_running(lck: &Path) -> Error {
 /// flight, or one crashed).
 pub fn pacman_running_in(dbpath: &Path) -> bool {
     std::fs::symlink_metadata(dbpath.join(PACMAN_LOCK)).is_ok()
-}
-
-/// Refuses (`E_LOCKING`) early, before our lock is taken, when pacman's
-/// `db.lck` exists in `dbpath` and is not one a crashed oxidizr-hook left
-/// (that one is reclaimed under our lock by [`PacmanLock::take`]).
-pub fn refuse_if_pacman_running(dbpath: &Path) -> Result<()> {
-    if pacman_running_in(dbpath) && !pacman_lock_is_ours(dbpath) {
-        return Err(pacman_running(&dbpath.join(PACMAN_LOCK)));
-    }
-    Ok(())
 }
 
 /// Checks a lock timeout from the configuration or the command line.
@@ -354,7 +347,6 @@ mod tests {
         std::fs::write(tmp.path().join(PACMAN_LOCK), b"").unwrap(); // pacman's: empty
         assert!(!pacman_lock_is_ours(tmp.path()));
         assert_eq!(PacmanLock::take(tmp.path()).unwrap_err().id, ErrorId::Locking);
-        assert!(refuse_if_pacman_running(tmp.path()).is_err());
     }
 
     #[test]
