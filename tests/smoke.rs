@@ -65,6 +65,22 @@ fn processes_running(argv: &[&str]) -> Vec<u32> {
     pids().into_iter().filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want)).collect()
 }
 
+/// [`processes_running`] once the processes a SIGKILL was sent to had a
+/// chance to die: a killed orphan (reparented away from us) leaves /proc
+/// only when the kernel gets to run its exit, which on a loaded machine
+/// is not at once. Waits at most 5 s; whatever still runs then was not
+/// killed.
+fn still_running_after_kill(argv: &[&str]) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_running(argv);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Processes whose parent is this test process (zombies included).
 fn my_children() -> Vec<u32> {
     let me = std::process::id();
@@ -177,8 +193,8 @@ fn broken_hanging_and_missing_commands_fail_without_leaking_processes() {
     assert_eq!(report.failures().len(), 4);
     assert!(!report.failures().iter().any(|c| c.detail.contains('\n')));
 
-    assert!(processes_running(&["sleep", "1000000"]).is_empty(), "the hung sleep survived");
-    assert!(processes_running(&["sleep", "1000001"]).is_empty(), "the forked sleep survived");
+    assert!(still_running_after_kill(&["sleep", "1000000"]).is_empty(), "the hung sleep survived");
+    assert!(still_running_after_kill(&["sleep", "1000001"]).is_empty(), "the forked sleep survived");
     assert!(my_children().is_empty(), "children left (zombies?): {:?}", my_children());
 }
 
