@@ -164,13 +164,9 @@ mod tests {
         if std::env::var_os(UNDER_LIMIT).is_some() {
             return batch_under_a_small_limit();
         }
-        let name = "kernel::durable::tests::a_batch_larger_than_the_fd_limit_is_written";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(UNDER_LIMIT, "1")
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        crate::kernel::rerun_in_child(
+            "kernel::durable::tests::a_batch_larger_than_the_fd_limit_is_written",
+            UNDER_LIMIT,
+        );
     }
 }

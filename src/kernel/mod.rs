@@ -27,6 +27,21 @@ pub mod sidecar;
 pub mod swap;
 pub mod takeover;
 
+/// Test support: runs one unit test again in a child process of the test
+/// binary (`--exact NAME`) with `env` set, and fails unless it passed there;
+/// the child sees `env` and does the real work (under limits the parent
+/// must not take on, such as a small RLIMIT_NOFILE).
+#[cfg(test)]
+pub(crate) fn rerun_in_child(name: &str, env: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
 pub use dir::{Dir, Entry, Meta};
 pub use fsync::FsyncLog;
 pub use safepath::{SafePath, SafeRoot};
