@@ -131,8 +131,7 @@ fn locked(
         let mut state = engine.load_state()?;
         return f(&mut engine, &mut state);
     }
-    let mut lock = Lock::open(&engine.state_dir()?)?;
-    let guard = lock.acquire(LockMode::Exclusive, lock_wait)?;
+    let guard = Lock::open(&engine.state_dir()?)?.acquire(LockMode::Exclusive, lock_wait)?;
     // An admin mutation holds pacman's lock too, for its whole duration:
     // a pacman transaction started meanwhile refuses to run. The hooks run
     // inside pacman's transaction, which holds it already.
@@ -336,7 +335,7 @@ fn cmd_verify(g: &GlobalOpts) -> Result<Output> {
         return Ok(busy(format!("pacman is mid-transaction ({} exists)", lck.display())));
     }
     let shared = match Lock::open_existing(&g.root, &engine.layout)? {
-        Some(mut lock) => match lock.acquire(LockMode::Shared, wait) {
+        Some(lock) => match lock.acquire(LockMode::Shared, wait) {
             Ok(guard) => Some(guard),
             Err(e) if e.id == ErrorId::Locking => return Ok(busy(e.reason)),
             Err(e) => return Err(e),

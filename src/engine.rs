@@ -261,7 +261,7 @@ impl Engine {
         if let Some(n) = active.filter(|_| !force) {
             if active_manifest.as_ref().is_some_and(|m| m.plan_id == plan.id) {
                 self.link_all(&plan, &gnu_plan)?;
-                self.commit(state, profile, n, true)?;
+                self.commit(state, profile, n, false)?;
                 self.fact(
                     "commit",
                     format!("generation {n} already realizes plan {}", plan.id),
@@ -299,7 +299,7 @@ impl Engine {
                 if profile == Profile::Uutils {
                     self.refresh_gnu_profile(state, &gnu_plan, store_sha256, &built, force);
                 }
-                self.commit(state, profile, n, true)?;
+                self.commit(state, profile, n, false)?;
                 self.fact(
                     "commit",
                     format!("generation {n} active ({} applets, {} uutils)", plan.applets.len(), plan.uutils_count()),
@@ -895,15 +895,16 @@ impl Engine {
         Ok("the pristine GNU files".to_string())
     }
 
-    /// Commits: desired profile, history, degraded cleared, the rollback
-    /// hold set (`rollback`) or released (every other operation), intent
-    /// cleared, GC.
-    fn commit(&mut self, state: &mut State, profile: Profile, n: u64, smoke_passed: bool) -> Result<()> {
-        if let Some(h) = state.held.filter(|h| *h != n && self.operation != "rollback") {
+    /// Commits generation `n`, whose live smoke passed: desired profile,
+    /// history, degraded cleared, the rollback hold set (`hold`: a rollback,
+    /// or the recovery of an interrupted one) or released, intent cleared,
+    /// GC.
+    fn commit(&mut self, state: &mut State, profile: Profile, n: u64, hold: bool) -> Result<()> {
+        if let Some(h) = state.held.filter(|h| *h != n && !hold) {
             self.fact("release", format!("the rollback hold on generation {h} is released"), None, Some(h), Some(n));
             self.released = Some(h);
         }
-        state.held = (self.operation == "rollback").then_some(n);
+        state.held = hold.then_some(n);
         state.profile = Some(profile);
         state.degraded = None;
         if state.history.last().map(|h| h.generation) != Some(n) {
@@ -912,7 +913,7 @@ impl Engine {
                 profile,
                 operation: self.operation.clone(),
                 at: now(),
-                smoke_passed,
+                smoke_passed: true,
             });
         }
         self.save_state(state)?;
@@ -937,7 +938,7 @@ impl Engine {
                 let m = generation::read_manifest(&self.layout, to)?;
                 let live = self.activate(&m, &gnu_plan)?;
                 if live.passed {
-                    self.commit(state, profile, to, true)?;
+                    self.commit(state, profile, to, intent.operation == "rollback")?;
                     format!("finished the interrupted '{}' (generation {to})", intent.operation)
                 } else {
                     let landed = self.rollback_chain(intent.from_generation, to, &gnu_plan)?;

@@ -28,8 +28,6 @@ use crate::layout::{Layout, STATE};
 
 /// Our lock file's name in the state directory.
 pub const LOCK_FILE: &str = "lock";
-/// The default bounded wait for our lock.
-pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// The longest wait accepted from the configuration or the command line.
 pub const MAX_LOCK_WAIT_SECS: u64 = 24 * 3600;
 /// pacman's lock file in its database directory.
@@ -61,7 +59,7 @@ pub struct LockGuard {
 
 /// An open lock file; [`Lock::acquire`] takes it.
 pub struct Lock {
-    file: Option<OwnedFd>,
+    file: OwnedFd,
     shown: String,
 }
 
@@ -76,7 +74,7 @@ impl Lock {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| Error::io(ErrorId::Locking, format!("cannot open {}", dir.show(LOCK_FILE)), e.into()))?;
-        Ok(Lock { file: Some(fd), shown: dir.show(LOCK_FILE) })
+        Ok(Lock { file: fd, shown: dir.show(LOCK_FILE) })
     }
 
     /// Opens the lock file read-only for a shared lock (`verify`, which may
@@ -94,7 +92,7 @@ impl Lock {
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
-            Ok(fd) => Ok(Some(Lock { file: Some(fd), shown: dir.show(LOCK_FILE) })),
+            Ok(fd) => Ok(Some(Lock { file: fd, shown: dir.show(LOCK_FILE) })),
             Err(Errno::NOENT | Errno::ACCESS) => Ok(None),
             Err(e) => Err(Error::io(ErrorId::Locking, format!("cannot open {}", dir.show(LOCK_FILE)), e.into())),
         }
@@ -103,8 +101,8 @@ impl Lock {
     /// Takes the lock in `mode`, waiting at most `wait` with exponential
     /// backoff and jitter; `E_LOCKING` after that. The returned guard holds
     /// the very lock that was won.
-    pub fn acquire(&mut self, mode: LockMode, wait: Duration) -> Result<LockGuard> {
-        let file = self.file.take().ok_or_else(|| Error::new(ErrorId::Locking, "the lock was taken already"))?;
+    pub fn acquire(self, mode: LockMode, wait: Duration) -> Result<LockGuard> {
+        let file = self.file;
         let op = match mode {
             LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
             LockMode::Shared => FlockOperation::NonBlockingLockShared,
@@ -321,8 +319,7 @@ mod tests {
         let fd = rustix::fs::open(tmp.path(), OFlags::DIRECTORY | OFlags::NOFOLLOW, Mode::empty()).unwrap();
         let dir = Dir::from_fd(fd, tmp.path().to_path_buf());
         let short = Duration::from_millis(20);
-        let mut a = Lock::open(&dir).unwrap();
-        let held = a.acquire(LockMode::Exclusive, short).unwrap();
+        let held = Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, short).unwrap();
         assert_eq!(held.attempts, 1);
         let e = Lock::open(&dir).unwrap().acquire(LockMode::Shared, short).unwrap_err();
         assert_eq!(e.id, ErrorId::Locking);

@@ -18,7 +18,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,9 +42,6 @@ const PACMAN_CONF_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one `bsdtar` extraction may take (we hold the lock meanwhile).
 const EXTRACT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where host `chroot` binaries are looked for, in order.
-const CHROOT_CANDIDATES: [&str; 4] = ["/usr/bin/chroot", "/usr/sbin/chroot", "/bin/chroot", "/sbin/chroot"];
 
 /// The pacman configuration values oxidizr-arch uses, as pacman reads them
 /// (every `Include` followed, defaults filled in). Paths are as seen
@@ -108,10 +105,10 @@ pub fn read_conf(root: &Path, config: Option<&Path>) -> Result<PacmanConf> {
         conf.source = ConfSource::HandParsed(why);
         return Ok(conf);
     }
-    let mut cmd = if is_host_root(root) {
+    let mut cmd = if crate::process::is_host_root(root) {
         Command::new(&bin)
     } else {
-        let chroot = CHROOT_CANDIDATES.iter().map(Path::new).find(|p| p.is_file()).ok_or_else(|| {
+        let chroot = crate::process::host_chroot().ok_or_else(|| {
             Error::new(
                 ErrorId::Config,
                 format!("no chroot binary on the host to run pacman-conf in {}", root.display()),
@@ -248,11 +245,6 @@ pub fn cache_dirs_of(root: &Path, config: Option<&Path>) -> Result<Vec<PathBuf>>
         out.push(root.join(DEFAULT_CACHE_DIR.trim_matches('/')));
     }
     Ok(out)
-}
-
-/// True when `root` names the host's `/` ("/", "//", "/.").
-fn is_host_root(root: &Path) -> bool {
-    root.has_root() && root.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
 }
 
 /// `s` on one line, at most 300 characters.

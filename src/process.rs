@@ -391,6 +391,23 @@ fn kill_group(pid: Pid) {
     }
 }
 
+/// Where a host `chroot` binary is looked for, in order (Arch: /usr/bin,
+/// Debian: /usr/sbin); never looked up through PATH.
+pub const CHROOT_CANDIDATES: [&str; 4] = ["/usr/bin/chroot", "/usr/sbin/chroot", "/bin/chroot", "/sbin/chroot"];
+
+/// The host's `chroot` binary, to run a command inside a `--root` other
+/// than `/`; None when there is none.
+pub fn host_chroot() -> Option<&'static std::path::Path> {
+    CHROOT_CANDIDATES.iter().map(std::path::Path::new).find(|p| p.metadata().is_ok_and(|m| m.is_file()))
+}
+
+/// True when `root` names the host's `/` ("/", "//", "/."): commands then
+/// run directly, not chrooted.
+pub fn is_host_root(root: &std::path::Path) -> bool {
+    use std::path::Component;
+    root.has_root() && root.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,7 @@ pub fn check(cfg: &SmokeConfig, store_dirs: &[String]) -> Result<Toolset> {
 /// What is missing in a `--root` other than `/` for commands to run
 /// chrooted in it, if anything is.
 fn root_hint(root: &Path) -> Option<String> {
-    if root.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::CurDir)) {
+    if crate::process::is_host_root(root) {
         return None;
     }
     if !root.join("dev/null").exists() {

@@ -61,7 +61,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -69,7 +69,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::parallel::parallel_map;
-use crate::process::{self, status_text, Failure, Input};
+use crate::process::{self, host_chroot, is_host_root, status_text, Failure, Input, CHROOT_CANDIDATES};
 
 /// How to run smoke tests.
 #[derive(Clone, Debug)]
@@ -235,9 +235,6 @@ fn judge(expect: Expect, out: &Outcome) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Running one command
 
-/// Where a host `chroot` binary is looked for, in order.
-const CHROOT_CANDIDATES: [&str; 4] = ["/usr/bin/chroot", "/usr/sbin/chroot", "/bin/chroot", "/sbin/chroot"];
-
 /// A command that finished within its timeout.
 struct Outcome {
     status: ExitStatus,
@@ -314,11 +311,6 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// True when `root` names the host's `/` ("/", "//", "/.").
-fn is_host_root(root: &Path) -> bool {
-    root.has_root() && root.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
-}
-
 /// The host path of `inside`, a path inside `root`.
 fn host_path(root: &Path, inside: &str) -> PathBuf {
     if is_host_root(root) {
@@ -330,10 +322,7 @@ fn host_path(root: &Path, inside: &str) -> PathBuf {
 
 /// The host chroot binary and the absolute root, or why chroot mode cannot work.
 fn chroot_setup(root: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let chroot = CHROOT_CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file()))
+    let chroot = host_chroot()
         .ok_or_else(|| format!("no chroot binary on the host (looked for {})", CHROOT_CANDIDATES.join(", ")))?;
     let root = std::path::absolute(root).map_err(|e| format!("cannot resolve root {}: {e}", root.display()))?;
     Ok((chroot.to_path_buf(), root))
