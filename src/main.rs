@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use oxidizr_arch::cli::{Cli, Command, GlobalOpts};
+use oxidizr_arch::app::cli::{Cli, Command, GlobalOpts};
+use oxidizr_arch::app::{commands, journal};
 use oxidizr_arch::error::{Error, ErrorId};
-use oxidizr_arch::{commands, journal};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

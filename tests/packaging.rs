@@ -1,7 +1,7 @@
 //! The packaged files agree with the code: `packaging/config.toml` (installed
 //! as /etc/oxidizr-arch/config.toml) is exactly the built-in defaults.
 
-use oxidizr_arch::config::Config;
+use oxidizr_arch::model::config::Config;
 
 #[test]
 fn packaged_config_equals_builtin_defaults() {

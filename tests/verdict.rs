@@ -12,9 +12,9 @@ use std::time::Duration;
 #[cfg(feature = "testbed")]
 mod common;
 
-use oxidizr_arch::plan::{PlannedApplet, Source};
+use oxidizr_arch::engine::plan::{PlannedApplet, Source};
+use oxidizr_arch::smoke::verdict::{candidate, live, Resolver};
 use oxidizr_arch::smoke::{SmokeConfig, SmokeReport, SmokeTarget};
-use oxidizr_arch::verdict::{candidate, live, Resolver};
 
 /// A root directory with `bin/` (the "generation") holding links to scripts
 /// in `real/` that log every execution to `runs.log`.

@@ -1,6 +1,6 @@
 //! `oxidizr-docgen OUTDIR`: writes the man page and the shell completions of
 //! `oxidizr-hook`, generated from its one clap definition
-//! ([`oxidizr_arch::cli::Cli`]), so `--help`, the man page and the
+//! ([`oxidizr_arch::app::cli::Cli`]), so `--help`, the man page and the
 //! completions can never disagree.
 //!
 //! - `OUTDIR/oxidizr-hook.1`: clap_mangen's NAME, SYNOPSIS, DESCRIPTION and
@@ -24,7 +24,7 @@ use clap_complete::Shell;
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
 
-use oxidizr_arch::cli::Cli;
+use oxidizr_arch::app::cli::Cli;
 use oxidizr_arch::error::ErrorId;
 
 /// The installed name of the command.

@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::fsync::FsyncLog;
-use super::safepath::{check_component, open_child_dir};
+use super::name::{check_component, open_child_dir};
 use crate::error::{Error, ErrorId, Result};
 
 /// What a name in a directory currently is (never followed).

@@ -20,6 +20,7 @@ pub mod durable;
 pub mod flags;
 pub mod fsync;
 pub mod harvest;
+pub mod name;
 pub mod publish;
 pub mod refill;
 pub mod safepath;

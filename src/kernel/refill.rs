@@ -148,7 +148,7 @@ fn placeholder() -> Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Layout;
+    use crate::model::layout::Layout;
     use sha2::{Digest, Sha256};
 
     fn want(bytes: &[u8]) -> Expected {

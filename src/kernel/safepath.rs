@@ -14,6 +14,8 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::dir::Dir;
+use super::name::check_component;
+use super::name::open_child_dir;
 use crate::error::{Error, ErrorId, Result};
 
 /// A validated relative path: non-empty, normal components only (no `.`,
@@ -76,18 +78,6 @@ impl fmt::Display for SafePath {
 impl fmt::Debug for SafePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SafePath({self})")
-    }
-}
-
-/// Checks one path component; the error says why it is refused.
-pub fn check_component(c: &str) -> std::result::Result<(), &'static str> {
-    match c {
-        "" => Err("empty component"),
-        "." | ".." => Err("'.' and '..' are not allowed"),
-        _ if c.contains('\0') => Err("NUL byte"),
-        _ if c.contains('/') => Err("'/' in a name"),
-        _ if c.len() > 255 => Err("component longer than 255 bytes"),
-        _ => Ok(()),
     }
 }
 
@@ -191,16 +181,6 @@ impl SafeRoot {
             Err(e) => Err(Error::io(ErrorId::Io, format!("cannot remove {}", dir.show(tree.file_name())), e.into())),
         }
     }
-}
-
-/// Opens a child directory without following a symlink.
-pub(crate) fn open_child_dir(parent: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
 }
 
 fn dir_error(shown: &Path, e: Errno) -> Error {

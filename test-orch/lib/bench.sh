@@ -41,10 +41,10 @@ step "machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3
 # The hook under test: a release build without features (no crash points).
 # The bench driver: a release build with --features bench. Both are copied
 # out of /target at once (other runs may share it).
-step "cargo build --release (oxidizr-hook without features; oxidizr-bench with --features bench)"
+step "cargo build --release (oxidizr-hook without features; oxidizr-bench from the devtools member)"
 (cd /src && cargo build --release --locked --quiet --bin oxidizr-hook) || fail "cannot build oxidizr-hook"
 cp /target/release/oxidizr-hook "$work/oxidizr-hook"
-(cd /src && cargo build --release --locked --quiet --features bench --bin oxidizr-bench) || fail "cannot build oxidizr-bench"
+(cd /src && cargo build --release --locked --quiet -p oxidizr-devtools --bin oxidizr-bench) || fail "cannot build oxidizr-bench"
 cp /target/release/oxidizr-bench "$work/oxidizr-bench"
 bench=$work/oxidizr-bench
 

@@ -11,7 +11,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 say "testbed: $(tr '\n' ';' </etc/oxidizr-testbed-versions)"
 say "cargo build (target dir /target)"
-if ! cargo build --locked --all-targets --features testbed >/tmp/cargo-build.log 2>&1; then
+if ! cargo build --locked --workspace --all-targets --features testbed >/tmp/cargo-build.log 2>&1; then
     tail -60 /tmp/cargo-build.log >&2
     say "build failed"
     exit 1
@@ -21,7 +21,7 @@ cp /target/debug/oxidizr-hook /artifacts/bin/oxidizr-hook
 
 say "cargo test"
 log=/tmp/cargo-test.log
-cargo test --locked --no-fail-fast --features testbed 2>&1 | tee "$log"
+cargo test --locked --workspace --no-fail-fast --features testbed 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 read -r passed failed ignored < <(awk '

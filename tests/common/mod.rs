@@ -8,14 +8,20 @@ use std::process::{Command, Output};
 
 pub mod kfs;
 
-/// The repository (mounted at /src in the testbed).
+/// The repository (mounted at /src in the testbed); the tests of the
+/// `devtools` member share this file and live one level down.
 pub fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match here.parent() {
+        Some(up) if here.ends_with("devtools") => up,
+        _ => here,
+    }
 }
 
-/// The oxidizr-hook binary under test.
+/// The oxidizr-hook binary under test (the root package's tests only: cargo
+/// names a binary to the tests of its own package).
 pub fn oxidizr_hook() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oxidizr-hook"))
+    Command::new(option_env!("CARGO_BIN_EXE_oxidizr-hook").expect("oxidizr-hook is known to the root package's tests"))
 }
 
 /// Fails loudly (never skips) when a testbed prerequisite is missing.

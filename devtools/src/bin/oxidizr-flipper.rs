@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use oxidizr_arch::error::{Error, ErrorId, Result};
 use oxidizr_arch::kernel::swap::replace_with_symlink;
 use oxidizr_arch::kernel::{Entry, FsyncLog};
-use oxidizr_arch::layout::Layout;
+use oxidizr_arch::model::layout::Layout;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

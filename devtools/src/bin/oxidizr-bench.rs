@@ -24,16 +24,16 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use oxidizr_arch::config::Config;
-use oxidizr_arch::generation::{self, Manifest};
-use oxidizr_arch::inventory::PackageDb;
+use oxidizr_arch::engine::generation::{self, Manifest};
+use oxidizr_arch::engine::plan::{self, Plan, PlannedApplet, Source};
 use oxidizr_arch::kernel::swap::replace_with_symlink;
 use oxidizr_arch::kernel::{Dir, FsyncLog};
-use oxidizr_arch::layout::{Layout, BIN, LIB};
-use oxidizr_arch::plan::{self, Plan, PlannedApplet, Source};
+use oxidizr_arch::model::config::Config;
+use oxidizr_arch::model::layout::{Layout, BIN, LIB};
+use oxidizr_arch::model::state::Profile;
+use oxidizr_arch::pacman::inventory::PackageDb;
+use oxidizr_arch::smoke::verdict;
 use oxidizr_arch::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
-use oxidizr_arch::state::Profile;
-use oxidizr_arch::verdict;
 
 type Res<T> = std::result::Result<T, String>;
 

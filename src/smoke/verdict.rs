@@ -28,7 +28,7 @@ use std::time::Instant;
 use rustix::fs::{fstat, open, openat2, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::plan::PlannedApplet;
+use crate::engine::plan::PlannedApplet;
 use crate::smoke::{self, CheckResult, SmokeConfig, SmokeReport, SmokeTarget};
 
 /// Bumped whenever the smoke probes or the behavioural suite change what

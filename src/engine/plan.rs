@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorId, Result};
-use crate::inventory::Inventory;
-use crate::layout::store_path;
-use crate::state::Profile;
+use crate::model::layout::store_path;
+use crate::model::state::Profile;
+use crate::pacman::inventory::Inventory;
 
 /// Where an applet's command comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,8 +124,8 @@ fn plan_id(profile: Profile, applets: &BTreeMap<String, PlannedApplet>, packages
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_families;
-    use crate::inventory::{family_inventory, PackageFacts};
+    use crate::model::config::default_families;
+    use crate::pacman::inventory::{family_inventory, PackageFacts};
 
     fn inv(with_uutils: bool) -> Inventory {
         let fams = default_families();

@@ -37,13 +37,13 @@ use std::io::Read as _;
 
 use serde_json::json;
 
-use crate::commands::Output;
+use crate::engine::generation;
+use crate::engine::plan;
 use crate::engine::{Applied, Engine};
 use crate::error::{Error, ErrorId, Result};
-use crate::generation;
-use crate::inventory::Inventory;
-use crate::plan;
-use crate::state::{Profile, State};
+use crate::model::output::Output;
+use crate::model::state::{Profile, State};
+use crate::pacman::inventory::Inventory;
 
 /// The package name of oxidizr-arch itself.
 pub const SELF_PACKAGE: &str = "oxidizr-arch";
@@ -151,7 +151,7 @@ pub fn pre_transaction(e: &mut Engine, s: &mut State, op: PreOperation, targets:
     let Some(profile) = s.profile else {
         return Ok(line("==> oxidizr-arch: not enabled, nothing to do".to_string()));
     };
-    let db = crate::inventory::PackageDb::open(&e.opts.root, &e.opts.dbpath)?;
+    let db = crate::pacman::inventory::PackageDb::open(&e.opts.root, &e.opts.dbpath)?;
     let inv = db.inventory(&e.config)?;
     let mut lines = Vec::new();
     // A GNU package leaving (removed, or replaced by a package that
@@ -204,12 +204,12 @@ fn active_uses_any(e: &Engine, packages: &BTreeSet<String>, dropped: &BTreeSet<S
     let m = generation::read_manifest(&e.layout, n)?;
     Ok(m.applets.values().any(|a| {
         !dropped.contains(&a.family)
-            && matches!(&a.source, crate::plan::Source::Uutils { package, .. } if packages.contains(package))
+            && matches!(&a.source, crate::engine::plan::Source::Uutils { package, .. } if packages.contains(package))
     }))
 }
 
 /// Restores the managed names of a family (its pristine GNU files back).
-fn restore_family(e: &mut Engine, fam: &crate::inventory::FamilyInventory) -> Result<usize> {
+fn restore_family(e: &mut Engine, fam: &crate::pacman::inventory::FamilyInventory) -> Result<usize> {
     let names: Vec<String> = fam.applets.iter().map(|a| a.name.clone()).collect();
     e.restore_names(&names)
 }
@@ -341,9 +341,9 @@ mod tests {
         assert_eq!(read_targets(&mut "\u{0}\u{1}".as_bytes()).unwrap_err().id, ErrorId::Usage);
     }
 
-    const PRE_REMOVE: &str = include_str!("../hooks/10-oxidizr-arch-pre-remove.hook");
-    const PRE_UPGRADE: &str = include_str!("../hooks/10-oxidizr-arch-pre-upgrade.hook");
-    const POST: &str = include_str!("../hooks/90-oxidizr-arch-post.hook");
+    const PRE_REMOVE: &str = include_str!("../../hooks/10-oxidizr-arch-pre-remove.hook");
+    const PRE_UPGRADE: &str = include_str!("../../hooks/10-oxidizr-arch-pre-upgrade.hook");
+    const POST: &str = include_str!("../../hooks/90-oxidizr-arch-post.hook");
 
     /// Provider packages users install instead of the configured names
     /// (AUR: -bin, -git builds), with the same uu-* layout.
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn hook_targets_cover_every_default_family_and_known_provider() {
-        let families = crate::config::default_families();
+        let families = crate::model::config::default_families();
         let uutils: Vec<&str> =
             families.iter().flat_map(|f| f.uutils.iter().map(|u| u.package.as_str())).chain(KNOWN_PROVIDERS).collect();
         for name in &uutils {
@@ -424,8 +424,8 @@ mod tests {
     }
 
     fn inv_with(names: &[(&str, &[&str])]) -> Inventory {
-        use crate::inventory::{family_inventory, PackageFacts};
-        let fams = crate::config::default_families();
+        use crate::pacman::inventory::{family_inventory, PackageFacts};
+        let fams = crate::model::config::default_families();
         let families = fams
             .iter()
             .zip(names)

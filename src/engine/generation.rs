@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::plan::{Plan, PlannedApplet};
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::durable::read_json;
 use crate::kernel::publish::{remove_tree, Staging};
 use crate::kernel::swap::replace_with_symlink;
 use crate::kernel::{Dir, Entry, FsyncLog};
-use crate::layout::{Layout, LIB};
-use crate::plan::{Plan, PlannedApplet};
+use crate::model::layout::{Layout, LIB};
+use crate::model::state::Profile;
 use crate::smoke::{SmokeReport, SmokeTarget};
-use crate::state::Profile;
 
 /// The manifest schema version.
 pub const MANIFEST_SCHEMA: u32 = 1;
@@ -113,7 +113,7 @@ fn stage_and_publish(
         applets: plan.applets.clone(),
         packages: plan.packages.clone(),
         store_sha256,
-        created: crate::state::now(),
+        created: crate::model::state::now(),
         smoke: report,
     };
     let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");

@@ -28,6 +28,7 @@
 //! which is not a mix.
 #![cfg(feature = "testbed")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
@@ -46,7 +47,7 @@ use common::*;
 use oxidizr_arch::kernel::publish::Staging;
 use oxidizr_arch::kernel::swap::replace_with_symlink;
 use oxidizr_arch::kernel::FsyncLog;
-use oxidizr_arch::layout::Layout;
+use oxidizr_arch::model::layout::Layout;
 use rustix::fs::{Mode, OFlags};
 
 const FLIPS: u64 = 1000;

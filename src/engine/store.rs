@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::plan::{Plan, Source};
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::digest::sha256_fd;
 use crate::kernel::harvest::{harvest_many, HarvestItem};
 use crate::kernel::{Dir, Entry, FsyncLog};
-use crate::layout::{managed_link, store_dir_name, Layout, LIB};
-use crate::plan::{Plan, Source};
+use crate::model::layout::{managed_link, store_dir_name, Layout, LIB};
 
 /// The result of harvesting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,4 +113,46 @@ pub fn gnu_sources(plan_gnu: &Plan) -> BTreeMap<String, (String, String)> {
             Source::Uutils { .. } => None,
         })
         .collect()
+}
+
+/// The GNU package and version of a store directory recorded in a sidecar
+/// (`usr/lib/oxidizr-arch/store/gnu/<pkg>-<pkgver>-<pkgrel>`); `None` for
+/// anything else. pacman forbids `-` in pkgver and pkgrel, so the version
+/// is the last two `-`-separated fields, whatever the package name holds.
+pub fn store_package(backup_dir: &str) -> Option<(String, String)> {
+    let dir = backup_dir.strip_prefix(&format!("{LIB}/store/gnu/"))?;
+    if dir.is_empty() || dir.contains('/') {
+        return None;
+    }
+    let mut fields = dir.rsplitn(3, '-');
+    let (pkgrel, pkgver, name) = (fields.next()?, fields.next()?, fields.next()?);
+    if name.is_empty() || pkgver.is_empty() || pkgrel.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), format!("{pkgver}-{pkgrel}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_directories_name_their_package_and_version() {
+        let p = |d: &str| store_package(d).map(|(n, v)| format!("{n} {v}"));
+        assert_eq!(p("usr/lib/oxidizr-arch/store/gnu/coreutils-9.10-1").as_deref(), Some("coreutils 9.10-1"));
+        assert_eq!(
+            p("usr/lib/oxidizr-arch/store/gnu/my-core-utils-1:2.0_rc1-3").as_deref(),
+            Some("my-core-utils 1:2.0_rc1-3")
+        );
+        for not in [
+            "usr/lib/oxidizr-arch/store/gnu/coreutils-9.10",
+            "usr/lib/oxidizr-arch/store/gnu/-9.10-1",
+            "usr/lib/oxidizr-arch/store/gnu/coreutils-9.10-1/x",
+            "usr/lib/oxidizr-arch/store/gnu/",
+            "usr/bin",
+            "var/lib/oxidizr-arch/store/gnu/coreutils-9.10-1",
+        ] {
+            assert_eq!(p(not), None, "{not}");
+        }
+    }
 }

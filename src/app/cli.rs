@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::state::Profile;
+use crate::model::state::Profile;
 
 /// Keep uutils coreutils/findutils as the system's core commands, safely,
 /// across every pacman transaction.
@@ -110,7 +110,7 @@ pub enum Command {
     PreTransaction {
         /// The transaction the hook runs before.
         #[arg(long, value_enum)]
-        operation: crate::hook::PreOperation,
+        operation: crate::pacman::hook::PreOperation,
     },
     /// pacman PostTransaction hook entry point (targets on stdin).
     PostTransaction,

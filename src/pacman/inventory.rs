@@ -22,8 +22,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::{Config, Family, UutilsProvider};
 use crate::error::{Error, ErrorId, Result};
+use crate::model::config::{Config, Family, UutilsProvider};
 
 /// The directory (relative to the root, as ALPM lists it) holding applets.
 pub const BIN_DIR: &str = "usr/bin/";
@@ -323,7 +323,7 @@ impl PackageDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_families;
+    use crate::model::config::default_families;
 
     fn facts(name: &str, files: &[&str]) -> PackageFacts {
         PackageFacts {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::durable::{read_json, write_json};
 use crate::kernel::{Dir, FsyncLog};
-use crate::state::Profile;
+use crate::model::state::Profile;
 
 /// The intent schema version.
 pub const INTENT_SCHEMA: u32 = 1;

@@ -2,48 +2,24 @@
 //! recovers, runs the engine, and renders `==>` text or `--json`.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::cli::{Command, GlobalOpts};
-use crate::config::Config;
+use crate::app::cli::{Command, GlobalOpts};
+use crate::app::status;
+use crate::engine::generation;
+use crate::engine::lock::{check_wait, Lock, LockMode};
+use crate::engine::plan::{Plan, Source};
 use crate::engine::{Applied, Engine, Options};
 use crate::error::{Error, ErrorId, Result};
-use crate::generation;
-use crate::inventory::PackageDb;
-use crate::layout::LIB;
-use crate::lock::{check_wait, pacman_lock_is_ours, pacman_running_in, Lock, LockMode, PacmanLock};
-use crate::plan::{Plan, Source};
-use crate::state::{Profile, State};
-use crate::{status, verify};
-
-/// What a command prints: text lines and a JSON document.
-pub struct Output {
-    /// `==>`-style lines.
-    pub text: String,
-    /// The `--json` document.
-    pub json: serde_json::Value,
-    /// The exit code (0 unless the command reports unhealthy without failing).
-    pub code: u8,
-}
-
-impl Output {
-    fn new(text: String, json: serde_json::Value) -> Output {
-        Output { text, json, code: 0 }
-    }
-
-    /// Prints the text or the JSON on stdout.
-    pub fn print(&self, json_mode: bool) -> Result<()> {
-        let out = if json_mode {
-            format!("{}\n", serde_json::to_string_pretty(&self.json).expect("json"))
-        } else {
-            self.text.clone()
-        };
-        std::io::stdout().write_all(out.as_bytes()).map_err(|e| Error::io(ErrorId::Io, "cannot write to stdout", e))
-    }
-}
+use crate::model::config::Config;
+use crate::model::layout::LIB;
+use crate::model::output::Output;
+use crate::model::state::{Profile, State};
+use crate::pacman::dblock::{pacman_lock_is_ours, pacman_running_in, PacmanLock};
+use crate::pacman::inventory::PackageDb;
+use crate::verify;
 
 /// Runs one command.
 pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
@@ -53,12 +29,12 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
         Command::Pin { applets, dry_run } => mutate(g, "pin", *dry_run, |e, s| pin(e, s, applets, true)),
         Command::Unpin { applets, dry_run } => mutate(g, "unpin", *dry_run, |e, s| pin(e, s, applets, false)),
         Command::PreTransaction { operation } => {
-            let targets = crate::hook::read_targets(&mut std::io::stdin().lock())?;
-            in_hook(g, "pre-transaction", |e, s| crate::hook::pre_transaction(e, s, *operation, &targets))
+            let targets = crate::pacman::hook::read_targets(&mut std::io::stdin().lock())?;
+            in_hook(g, "pre-transaction", |e, s| crate::pacman::hook::pre_transaction(e, s, *operation, &targets))
         }
         Command::PostTransaction => {
-            let targets = crate::hook::read_targets(&mut std::io::stdin().lock())?;
-            in_hook(g, "post-transaction", |e, s| crate::hook::post_transaction(e, s, &targets))
+            let targets = crate::pacman::hook::read_targets(&mut std::io::stdin().lock())?;
+            in_hook(g, "post-transaction", |e, s| crate::pacman::hook::post_transaction(e, s, &targets))
         }
         Command::Rollback => mutate(g, "rollback", false, rollback),
         Command::Verify { repair: false } => cmd_verify(g),
@@ -98,7 +74,9 @@ fn in_hook(
     operation: &str,
     f: impl FnOnce(&mut Engine, &mut State) -> Result<Output>,
 ) -> Result<Output> {
-    if std::fs::symlink_metadata(g.root.join(crate::layout::STATE).join(crate::state::STATE_FILE)).is_err() {
+    if std::fs::symlink_metadata(g.root.join(crate::model::layout::STATE).join(crate::model::state::STATE_FILE))
+        .is_err()
+    {
         let text = "==> oxidizr-arch: not enabled (run 'oxidizr-hook use uutils' to switch)\n".to_string();
         return Ok(Output::new(text, json!({ "message": "oxidizr-arch: not enabled" })));
     }
@@ -198,7 +176,7 @@ pub fn render_plan(plan: &Plan) -> Output {
 
 fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<Output> {
     for a in applets {
-        crate::kernel::safepath::check_component(a)
+        crate::kernel::name::check_component(a)
             .map_err(|why| Error::new(ErrorId::Policy, format!("invalid applet name '{}': {why}", a.escape_debug())))?;
     }
     let mut next = s.pins.clone();
@@ -263,14 +241,14 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
     if !before.is_empty() {
         // Our directories back to mode 0755 (a hardened umask, a chmod by
         // hand): every user reaches the commands again (invariant 7).
-        actions.extend(verify::repair_modes(e)?);
+        actions.extend(verify::repair::repair_modes(e)?);
         // Damaged stored GNU binaries first, from pacman's package cache, so
         // the rebuilt generation records their healed digests.
         if before.iter().any(|p| p.code == "store-damaged") {
-            refetched = verify::refetch_store(e)?;
-            actions.extend(refetched.iter().map(verify::Refetch::line));
+            refetched = verify::repair::refetch_store(e)?;
+            actions.extend(refetched.iter().map(verify::repair::Refetch::line));
         }
-        let pointers = verify::quarantine_pointers(e)?;
+        let pointers = verify::repair::quarantine_pointers(e)?;
         if pointers > 0 {
             actions.push(format!("quarantined {pointers} foreign pointers in /{LIB}/quarantine"));
         }
@@ -284,7 +262,7 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
                 actions.push(format!("restored {n} pristine files"));
             }
         }
-        let moved = verify::quarantine_foreign(e)?;
+        let moved = verify::repair::quarantine_foreign(e)?;
         if moved > 0 {
             actions.push(format!("quarantined {moved} foreign entries in /{LIB}/quarantine"));
         }

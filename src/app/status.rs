@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::inventory::{FamilyInventory, Inventory};
+use crate::pacman::inventory::{FamilyInventory, Inventory};
 
 /// The schema version of `status --json`. Bumped on any incompatible change.
 pub const STATUS_SCHEMA: u32 = 1;
@@ -72,8 +72,8 @@ fn render_family(out: &mut String, fam: &FamilyInventory) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_families;
-    use crate::inventory::{family_inventory, PackageFacts};
+    use crate::model::config::default_families;
+    use crate::pacman::inventory::{family_inventory, PackageFacts};
 
     #[test]
     fn text_names_packages_and_splits_applets() {

@@ -3,6 +3,7 @@
 //! the operation again converges.
 #![cfg(feature = "testbed")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::fs;

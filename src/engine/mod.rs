@@ -1,0 +1,229 @@
+//! The engine: every mutating operation has the same shape (DESIGN.md §4):
+//!
+//! lock -> recover a pending intent -> plan -> preflight -> record intent ->
+//! harvest -> build + smoke the candidate -> flip `active` -> link
+//! `/usr/bin` -> smoke live -> commit state, clear intent, GC -> facts.
+//!
+//! The flip comes before the linking (DESIGN.md says link, then flip): a
+//! link to `active/bin/<applet>` made before `active` names a generation
+//! holding that applet would dangle (first `use`, or an applet new in this
+//! package version). Flipping first keeps invariant 1 at every instant;
+//! applets already linked still switch together at the flip (invariant 2).
+//!
+//! A failure after the flip rolls back: the previous generation if it
+//! still passes smoke, else a fresh GNU generation, else the pristine GNU
+//! files. Every step is idempotent, so `recover` can redo or undo it.
+
+mod apply;
+mod gc;
+pub mod generation;
+mod links;
+pub mod lock;
+pub mod plan;
+mod recover;
+mod rollback;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{ErrorId, Result};
+use crate::kernel::takeover::Known;
+use crate::kernel::{Dir, FsyncLog};
+use crate::model::config::Config;
+use crate::model::facts::{Fact, Facts, FACTS_SCHEMA};
+use crate::model::layout::{Layout, LOG, STATE};
+use crate::model::state::{now, Profile, State};
+use crate::pacman::inventory::PackageDb;
+use crate::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
+use plan::Plan;
+
+/// How an engine run is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The installation root (pacman's `--root`).
+    pub root: PathBuf,
+    /// The package database (pacman's `--dbpath`).
+    pub dbpath: PathBuf,
+    /// pacman's configuration file, a path inside the root (pacman's
+    /// `--config`); None: `/etc/pacman.conf`.
+    pub pacman_config: Option<PathBuf>,
+    /// Plan and preflight only; change nothing.
+    pub dry_run: bool,
+    /// Per-command smoke timeout.
+    pub smoke_timeout: Duration,
+    /// Generations kept by GC (besides the active one and profile pointers).
+    pub keep_generations: usize,
+    /// Carry passed smoke verdicts over to a candidate whose binaries are
+    /// unchanged (same identity) instead of executing them again: on in the
+    /// pacman hooks, off for the admin's own commands.
+    pub reuse_smoke: bool,
+}
+
+/// What an apply did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// The active generation already realizes the plan; links were checked.
+    UpToDate {
+        /// The active generation.
+        generation: u64,
+    },
+    /// A new generation was built, flipped to and passed the live smoke.
+    Switched {
+        /// The generation active before.
+        from: Option<u64>,
+        /// The generation active now.
+        to: u64,
+        /// Applets backed by uutils.
+        uutils: usize,
+        /// All managed applets.
+        applets: usize,
+    },
+    /// Dry run: the plan that would be realized.
+    Planned(Plan),
+}
+
+/// What a new generation may take over from existing ones.
+struct Reuse {
+    /// The generation whose tree of links it shares (see `generation::build`).
+    tree: Option<u64>,
+    /// Candidate smoke reports whose verdicts it may carry over.
+    verdicts: Vec<SmokeReport>,
+}
+
+/// One engine run: the operation's id, facts and fsync log.
+pub struct Engine {
+    /// The open installation.
+    pub layout: Layout,
+    /// The configuration.
+    pub config: Config,
+    /// The options.
+    pub opts: Options,
+    /// The operation's name (`use`, `post-transaction`, ...).
+    pub operation: String,
+    /// The operation id, shared by its facts.
+    pub op_id: String,
+    started: Instant,
+    last_fact: Instant,
+    /// Set once something ran on a degraded path (EXDEV copy, rollback).
+    degraded: bool,
+    /// What this run read of the regular files at managed names (preflight:
+    /// inode flags and xattr names; harvest: sha256), so the link phase
+    /// does not read them again; used only while a name is that very inode.
+    observed: BTreeMap<String, Known>,
+    facts: Facts,
+    /// How long the operation waited for our lock and how many attempts it
+    /// took, once it holds it (carried by every fact).
+    lock: Option<(u64, u32)>,
+    /// The rollback hold this run released, if any (said in one line).
+    released: Option<u64>,
+    /// Every fsync of this run.
+    pub log: FsyncLog,
+}
+
+impl Engine {
+    /// Opens the installation for `operation`. With `dry_run`, facts go to
+    /// the journal only and nothing is created.
+    pub fn new(opts: Options, config: Config, operation: &str) -> Result<Engine> {
+        let layout = Layout::open(&opts.root)?;
+        let facts = if opts.dry_run { Facts::journal_only() } else { Facts::open(layout.dir(LOG, true).ok().as_ref()) };
+        let op_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+        Ok(Engine {
+            layout,
+            config,
+            opts,
+            operation: operation.to_string(),
+            op_id,
+            started: Instant::now(),
+            last_fact: Instant::now(),
+            degraded: false,
+            observed: BTreeMap::new(),
+            facts,
+            lock: None,
+            released: None,
+            log: FsyncLog::default(),
+        })
+    }
+
+    /// Records a fact (file + journal).
+    pub fn fact(
+        &mut self,
+        stage: &str,
+        decision: impl Into<String>,
+        error: Option<ErrorId>,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) {
+        let fact = Fact {
+            schema: FACTS_SCHEMA,
+            ts: now(),
+            op_id: self.op_id.clone(),
+            operation: self.operation.clone(),
+            stage: stage.to_string(),
+            decision: decision.into(),
+            error_id: error,
+            from_generation: from,
+            to_generation: to,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            phase_us: self.last_fact.elapsed().as_micros() as u64,
+            degraded: self.degraded,
+            slow_fsync: self.log.has_slow(),
+            lock_wait_ms: self.lock.map(|(ms, _)| ms),
+            lock_attempts: self.lock.map(|(_, n)| n),
+        };
+        self.facts.emit(&fact);
+        self.last_fact = Instant::now();
+    }
+
+    /// The generation whose rollback hold this run released (a new
+    /// generation was committed over it), if any.
+    pub fn released_hold(&self) -> Option<u64> {
+        self.released
+    }
+
+    /// Records the wait for our lock, carried by every later fact.
+    pub fn lock_waited(&mut self, waited: Duration, attempts: u32) {
+        self.lock = Some((u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), attempts));
+    }
+
+    /// Makes the facts durable (end of the operation).
+    pub fn finish(&mut self) {
+        self.facts.sync();
+    }
+
+    /// The state directory (created).
+    pub fn state_dir(&self) -> Result<Dir> {
+        self.layout.state(true)
+    }
+
+    /// Loads the state.
+    pub fn load_state(&self) -> Result<State> {
+        if !self.opts.root.join(STATE).is_dir() {
+            return Ok(State::default());
+        }
+        State::load(&self.layout.state(false)?)
+    }
+
+    /// Saves the state durably.
+    pub fn save_state(&mut self, state: &State) -> Result<()> {
+        let dir = self.state_dir()?;
+        state.save(&dir, &mut self.log)
+    }
+
+    fn smoke_config(&self) -> SmokeConfig {
+        SmokeConfig { root: self.opts.root.clone(), timeout: self.opts.smoke_timeout, ..SmokeConfig::default() }
+    }
+
+    /// Runs the smoke suite on `targets` (paths inside the root).
+    pub fn smoke(&self, targets: &[SmokeTarget], bin_dir: &str) -> SmokeReport {
+        smoke::run(&self.smoke_config(), targets, Some(bin_dir))
+    }
+
+    /// Plans from the package database: (desired plan, all-GNU plan).
+    pub fn plan(&self, profile: Profile, pins: &BTreeSet<String>) -> Result<(Plan, Plan)> {
+        let db = PackageDb::open(&self.opts.root, &self.opts.dbpath)?;
+        let inv = db.inventory(&self.config)?;
+        Ok((plan::plan(&inv, profile, pins)?, plan::plan(&inv, Profile::Gnu, &BTreeSet::new())?))
+    }
+}
