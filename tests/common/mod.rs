@@ -21,7 +21,10 @@ pub fn repo() -> &'static Path {
 /// The oxidizr-hook binary under test (the root package's tests only: cargo
 /// names a binary to the tests of its own package).
 pub fn oxidizr_hook() -> Command {
-    Command::new(option_env!("CARGO_BIN_EXE_oxidizr-hook").expect("oxidizr-hook is known to the root package's tests"))
+    match option_env!("CARGO_BIN_EXE_oxidizr-hook") {
+        Some(bin) => Command::new(bin),
+        None => panic!("oxidizr-hook is known to the root package's tests only"),
+    }
 }
 
 /// Fails loudly (never skips) when a testbed prerequisite is missing.
