@@ -223,10 +223,7 @@ fn rollback(e: &mut Engine, s: &mut State) -> Result<Output> {
 }
 
 fn disable(e: &mut Engine, s: &mut State) -> Result<Output> {
-    let n = e.restore_pristine()?;
-    s.profile = None;
-    s.degraded = None;
-    e.save_state(s)?;
+    let n = e.disable(s)?;
     e.fact("commit", format!("disabled: {n} pristine files restored"), None, None, None);
     Ok(Output::new(
         format!("==> disabled: {n} pristine GNU files restored, our links removed\n"),

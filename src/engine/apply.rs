@@ -399,6 +399,8 @@ impl Engine {
     /// Realizes a transitional plan (hooks: some uutils package is leaving)
     /// and returns the generation now active.
     pub fn transition(&mut self, state: &mut State, plan: &Plan, gnu_plan: &Plan) -> Result<u64> {
+        // The same all-or-nothing checks as `use`, before `active` moves.
+        self.preflight(plan, gnu_plan)?;
         match self.realize(state, plan, gnu_plan, false)? {
             Applied::UpToDate { generation } | Applied::Switched { to: generation, .. } => Ok(generation),
             Applied::Planned(_) => Err(Error::new(ErrorId::Policy, "a transition cannot be a dry run")),

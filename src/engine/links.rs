@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::generation;
 use super::plan::{Plan, Source};
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::publish::remove_tree;
 use crate::kernel::sidecar::{self, Prior};
 use crate::kernel::takeover::{restore, take_over_many, Managed, Restored, TakeOver};
 use crate::kernel::{Dir, Entry, SafePath};
-use crate::model::layout::{managed_link, store_dir_name, LIB, STATE};
+use crate::model::layout::{managed_link, store_dir_name, Layout, LIB, STATE};
+use crate::model::state::State;
 
 use super::Engine;
 
@@ -161,11 +163,87 @@ impl Engine {
         Ok(r)
     }
 
+    /// The all-or-nothing check before any restore (`disable`, the
+    /// pre-remove hooks, a GNU package leaving): for each of `names` (all
+    /// managed names when `None`), the sidecar is readable, the name holds
+    /// our link, its prior state or pacman's file, and a kept GNU copy is
+    /// there with the sha256 its sidecar recorded. Every problem is named
+    /// in one `E_BACKUP_MISSING` (or `E_OWNERSHIP`) error; nothing changed.
+    pub fn restore_preflight(&self, names: Option<&[String]>) -> Result<()> {
+        let managed = self.managed_names()?;
+        let names: Vec<&String> = match names {
+            Some(wanted) => wanted.iter().filter(|n| managed.contains(n)).collect(),
+            None => managed.iter().collect(),
+        };
+        if names.is_empty() {
+            return Ok(());
+        }
+        let bin = self.layout.bin()?;
+        let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), false)?;
+        let mut kept = Vec::new();
+        for name in names {
+            let sc = sidecar::read(&sidecars, name)?
+                .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for /usr/bin/{name}")))?;
+            if pacman_wrote(&bin, name)? {
+                continue;
+            }
+            crate::kernel::takeover::check_restorable(&bin, name, &sc)?;
+            if let Prior::File { backup, sha256, .. } = &sc.prior {
+                kept.push((name.clone(), sc.backup_dir.clone(), backup.clone(), sha256.clone()));
+            }
+        }
+        // Hashing is the cost here: a few threads share it.
+        let layout = &self.layout;
+        let damaged: Vec<String> =
+            crate::parallel::parallel_map(&kept, PREFLIGHT_THREADS, |(name, dir, backup, want)| {
+                kept_copy_problem(layout, dir, backup, want).map(|why| format!("/usr/bin/{name}: {why}"))
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+        if damaged.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorId::BackupMissing,
+            format!(
+                "{} kept GNU cop{} cannot be restored, nothing was changed: {} (run `oxidizr-hook verify --repair` to refetch them from the package cache)",
+                damaged.len(),
+                if damaged.len() == 1 { "y" } else { "ies" },
+                damaged.join("; ")
+            ),
+        ))
+    }
+
+    /// `disable`, and the first half of oxidizr-arch's own removal: every
+    /// managed name back to its pristine prior state with the operation's
+    /// full shape — restore preflight (all or nothing), intent (a crash is
+    /// finished by recovery: restoring is idempotent), restore, `active`
+    /// removed, state committed (no profile, not degraded, no hold), intent
+    /// cleared. Returns how many names were restored.
+    pub fn disable(&mut self, state: &mut State) -> Result<usize> {
+        self.restore_preflight(None)?;
+        if self.opts.dry_run {
+            return Ok(self.managed_names()?.len());
+        }
+        let active = generation::active(&self.layout).ok().flatten();
+        self.record_intent(active, None, None)?;
+        crate::kernel::crash::point("disable:after-intent");
+        let n = self.restore_pristine()?;
+        crate::kernel::crash::point("disable:after-restore");
+        state.profile = None;
+        state.degraded = None;
+        state.held = None;
+        self.save_state(state)?;
+        self.clear_intent()?;
+        Ok(n)
+    }
+
     /// Restores every managed name to its pristine prior state and removes
     /// our pointers: afterwards `/usr/bin` holds pacman's files.
     pub fn restore_pristine(&mut self) -> Result<usize> {
         // All or nothing: refuse before the first restore, not half-way.
-        self.check_sidecars()?;
+        self.restore_preflight(None)?;
         let names = self.managed_names()?;
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
@@ -184,7 +262,7 @@ impl Engine {
     /// Restores the given managed names (those with a sidecar) to their
     /// pristine prior state. Returns how many were restored.
     pub fn restore_names(&mut self, names: &[String]) -> Result<usize> {
-        self.check_sidecars()?;
+        self.restore_preflight(Some(names))?;
         let managed: BTreeSet<String> = self.managed_names()?.into_iter().collect();
         let bin = self.layout.bin()?;
         let sidecars = self.layout.dir(&format!("{STATE}/sidecars"), true)?;
@@ -242,4 +320,25 @@ impl Engine {
 /// symlinks there), so pacman wrote it (or restore already put it back).
 fn pacman_wrote(bin: &Dir, name: &str) -> Result<bool> {
     Ok(matches!(bin.entry(name)?, Entry::File(_)))
+}
+
+/// Threads that hash kept copies in the restore preflight.
+const PREFLIGHT_THREADS: usize = 4;
+
+/// Why the kept copy `dir/backup` cannot be restored (missing,
+/// unreadable, other bytes than `sha256`), or `None` when it can.
+fn kept_copy_problem(layout: &Layout, dir: &str, backup: &str, sha256: &str) -> Option<String> {
+    let store = match layout.dir(dir, false) {
+        Ok(d) => d,
+        Err(e) => return Some(format!("its store directory is missing ({e})")),
+    };
+    let fd = match store.open_file(backup) {
+        Ok(fd) => fd,
+        Err(e) => return Some(format!("the kept copy {} is missing ({e})", store.show(backup))),
+    };
+    match crate::kernel::digest::sha256_fd(&fd, &store.show(backup)) {
+        Ok(got) if got == sha256 => None,
+        Ok(got) => Some(format!("the kept copy {} changed (sha256 {got}, expected {sha256})", store.show(backup))),
+        Err(e) => Some(format!("the kept copy {} cannot be read ({e})", store.show(backup))),
+    }
 }

@@ -5,7 +5,6 @@
 
 use super::generation::{self};
 use crate::error::{ErrorId, Result};
-use crate::kernel::publish::remove_tree;
 use crate::model::intent::Intent;
 use crate::model::state::{Profile, State};
 
@@ -45,10 +44,11 @@ impl Engine {
     /// generation is active and published, back to where it started
     /// otherwise. Leftover staging trees are removed. Idempotent.
     pub fn recover(&mut self, state: &mut State) -> Result<Option<String>> {
+        // Temporaries a killed run left (with or without an intent).
+        self.sweep_debris()?;
         let dir = self.state_dir()?;
         let Some(intent) = Intent::pending(&dir)? else { return Ok(None) };
         let active = generation::active(&self.layout).ok().flatten();
-        self.sweep_staging()?;
         let target_readable =
             intent.to_generation.is_some_and(|to| generation::read_manifest(&self.layout, to).is_ok());
         let outcome = match decide(&intent, active, target_readable) {
@@ -110,19 +110,6 @@ impl Engine {
                 Ok(format!("rolled the interrupted '{}' back to the pristine files ({n})", intent.operation))
             }
         }
-    }
-
-    /// Removes staging trees left by a crashed build.
-    pub(super) fn sweep_staging(&mut self) -> Result<()> {
-        let (_, other) = generation::list(&self.layout)?;
-        if other.is_empty() {
-            return Ok(());
-        }
-        let gens = generation::generations_dir(&self.layout)?;
-        for name in other.iter().filter(|n| n.starts_with(".oxidizr-tmp.")) {
-            remove_tree(&gens, name)?;
-        }
-        gens.sync(&mut self.log)
     }
 }
 

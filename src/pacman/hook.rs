@@ -140,11 +140,8 @@ pub fn pre_transaction(e: &mut Engine, s: &mut State, op: PreOperation, targets:
         None,
     );
     if op == PreOperation::Remove && targets.contains(SELF_PACKAGE) {
-        let n = e.restore_pristine()?;
+        let n = e.disable(s)?;
         e.purge()?;
-        s.profile = None;
-        s.degraded = None;
-        e.save_state(s)?;
         e.fact("commit", format!("oxidizr-arch removed: {n} pristine GNU files restored"), None, None, None);
         return Ok(line(format!("==> oxidizr-arch: restored {n} pristine GNU files before its removal")));
     }

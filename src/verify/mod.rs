@@ -54,6 +54,14 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
         out.push(problem("degraded", format!("{} since {}: {}", d.error_id, d.since, d.reason)));
     }
     out.extend(dir_modes(engine)?);
+    for d in engine.find_debris()? {
+        let what = if d.ours {
+            "a temporary a killed run left (verify --repair removes it)"
+        } else {
+            "a temporary name of ours whose content is not ours: left alone, remove it by hand if it is stale"
+        };
+        out.push(problem("debris", format!("{}: {what}", d.path())));
+    }
     out.extend(foreign_entries(engine)?);
     if let Err(e) = generation::check_pointers(&engine.layout) {
         out.push(problem("foreign-entry", e.reason));
@@ -399,7 +407,8 @@ fn store(engine: &Engine, _manifest: &Manifest) -> Result<Vec<Problem>> {
 fn foreign_entries(engine: &Engine) -> Result<Vec<Problem>> {
     let mut out = Vec::new();
     let (numbers, other) = generation::list(&engine.layout)?;
-    for name in other {
+    // A staging tree a killed build left is debris (reported as such).
+    for name in other.into_iter().filter(|n| !n.starts_with(crate::engine::debris::TMP_PREFIX)) {
         out.push(problem("foreign-entry", format!("/{LIB}/generations/{name} is not a generation")));
     }
     for n in numbers {
