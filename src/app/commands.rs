@@ -366,6 +366,13 @@ fn render_verify(problems: &[verify::Problem]) -> Output {
     out
 }
 
+/// The exit code of `status` when the disk drifted from the desired
+/// profile (documented in the man page).
+pub const STATUS_DRIFT: u8 = 1;
+
+/// How many drift problems `status` lists (`verify` lists them all).
+const STATUS_DRIFT_SHOWN: usize = 5;
+
 fn cmd_status(g: &GlobalOpts) -> Result<Output> {
     let config = Config::load(&g.root)?;
     let dbpath = g.dbpath();
@@ -393,13 +400,33 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
             d.error_id, d.since, d.reason
         ));
     }
+    // Drift: the non-executing checks of verify (cheap: no command runs).
+    let drift = verify::drift(&engine, &state)?;
+    if !drift.is_empty() {
+        text.push_str(&format!(
+            "==> DRIFT: the disk no longer realizes profile {profile} ({} problem(s)):\n",
+            drift.len()
+        ));
+        for p in drift.iter().take(STATUS_DRIFT_SHOWN) {
+            text.push_str(&format!("  -> {}: {}\n", p.code, p.detail));
+        }
+        if drift.len() > STATUS_DRIFT_SHOWN {
+            text.push_str(&format!("  -> ... and {} more\n", drift.len() - STATUS_DRIFT_SHOWN));
+        }
+        text.push_str("  -> run 'oxidizr-hook verify --repair' (did a pacman transaction run without its hooks?)\n");
+    }
     let mut doc: serde_json::Value =
         serde_json::from_str(&status::to_json(&inv, &g.root, &dbpath)).expect("status json");
     doc["profile"] = json!(state.profile);
     doc["active_generation"] = json!(active);
     doc["pins"] = json!(state.pins);
     doc["degraded"] = json!(state.degraded);
-    Ok(Output::new(text, doc))
+    doc["drift"] = json!(drift);
+    let mut out = Output::new(text, doc);
+    if !drift.is_empty() {
+        out.code = STATUS_DRIFT;
+    }
+    Ok(out)
 }
 
 fn cmd_generations(g: &GlobalOpts) -> Result<Output> {

@@ -188,7 +188,11 @@ fn own_sections(cmd: &Command) -> Roff {
     r.control("TP", []).text([bold("0")]);
     r.text([roman("Success; for verify: the system is healthy.")]);
     r.control("TP", []).text([bold("1")]);
-    r.text([roman("verify: the system is unhealthy; one line per problem was printed.")]);
+    r.text([roman(
+        "verify: the system is unhealthy; one line per problem was printed. status: DRIFT, the disk no \
+         longer realizes the desired profile (a managed name is not our link, no or the wrong generation \
+         is active; typically a pacman transaction ran without its hooks); run verify --repair.",
+    )]);
     r.control("TP", []).text([bold("75")]);
     r.text([roman(
         "verify: an operation is in progress (pacman is mid-transaction, or another oxidizr-hook holds \

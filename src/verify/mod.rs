@@ -66,46 +66,9 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
     if let Err(e) = generation::check_pointers(&engine.layout) {
         out.push(problem("foreign-entry", e.reason));
     }
-    let Some(profile) = state.profile else {
-        if generation::active(&engine.layout).ok().flatten().is_some() || !engine.managed_names()?.is_empty() {
-            out.push(problem("leftover-links", "disabled, but managed links or the active pointer remain"));
-        }
-        return Ok(out);
-    };
-    let active = match generation::active(&engine.layout) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            out.push(problem(
-                "no-active",
-                format!("profile {} is desired but no generation is active", profile.as_str()),
-            ));
-            return Ok(out);
-        }
-        Err(e) => {
-            out.push(problem("active-dangling", e.reason));
-            return Ok(out);
-        }
-    };
-    let manifest = match generation::read_manifest(&engine.layout, active) {
-        Ok(m) => m,
-        Err(e) => {
-            out.push(problem("active-dangling", format!("active points to generation {active}: {}", e.reason)));
-            return Ok(out);
-        }
-    };
-    let (plan, _) = engine.plan(profile, &state.pins)?;
-    // A generation the admin rolled back to is built for other packages or
-    // pins by design: held, not stale (the caller reports the hold).
-    if plan.id != manifest.plan_id && state.held != Some(active) {
-        out.push(problem(
-            "stale-plan",
-            format!(
-                "generation {active} (plan {}) does not match the installed packages and pins (plan {})",
-                manifest.plan_id, plan.id
-            ),
-        ));
-    }
-    out.extend(links(engine, &manifest)?);
+    let (realized, manifest) = realization(engine, state)?;
+    out.extend(realized);
+    let Some(manifest) = manifest else { return Ok(out) };
     let unreachable = reachability(&engine.opts.root, manifest.applets.keys().map(String::as_str));
     // A directory of ours that locks the commands out is named once, with
     // what it breaks.
@@ -123,6 +86,64 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
         }
     }
     Ok(out)
+}
+
+/// The non-executing half of [`check`]: the desired profile is realized —
+/// a generation is active and readable, built for the installed packages
+/// and pins (or held by a rollback), every managed name is our link and
+/// resolves; disabled means no link or pointer of ours remains. Returns the
+/// problems and the active manifest when there is one to check further.
+fn realization(engine: &Engine, state: &State) -> Result<(Vec<Problem>, Option<Manifest>)> {
+    let mut out = Vec::new();
+    let Some(profile) = state.profile else {
+        if generation::active(&engine.layout).ok().flatten().is_some() || !engine.managed_names()?.is_empty() {
+            out.push(problem("leftover-links", "disabled, but managed links or the active pointer remain"));
+        }
+        return Ok((out, None));
+    };
+    let active = match generation::active(&engine.layout) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            out.push(problem(
+                "no-active",
+                format!("profile {} is desired but no generation is active", profile.as_str()),
+            ));
+            return Ok((out, None));
+        }
+        Err(e) => {
+            out.push(problem("active-dangling", e.reason));
+            return Ok((out, None));
+        }
+    };
+    let manifest = match generation::read_manifest(&engine.layout, active) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(problem("active-dangling", format!("active points to generation {active}: {}", e.reason)));
+            return Ok((out, None));
+        }
+    };
+    let (plan, _) = engine.plan(profile, &state.pins)?;
+    // A generation the admin rolled back to is built for other packages or
+    // pins by design: held, not stale (the caller reports the hold).
+    if plan.id != manifest.plan_id && state.held != Some(active) {
+        out.push(problem(
+            "stale-plan",
+            format!(
+                "generation {active} (plan {}) does not match the installed packages and pins (plan {})",
+                manifest.plan_id, plan.id
+            ),
+        ));
+    }
+    out.extend(links(engine, &manifest)?);
+    Ok((out, Some(manifest)))
+}
+
+/// Drift, cheaply (no command is executed; what `status` shows): whether
+/// the disk still realizes the desired profile. pacman undoes a switch
+/// silently when the post hook does not run (masked, `--nohooks`,
+/// `--dbonly`, pacman killed before PostTransaction).
+pub fn drift(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
+    Ok(realization(engine, state)?.0)
 }
 
 /// Every applet of the manifest is our link and resolves to an executable.
