@@ -358,7 +358,11 @@ impl Engine {
         };
         self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
-        Ok(verdict::live(&self.smoke_config(), &manifest.applets, &manifest.smoke))
+        let mut live = verdict::live(&self.smoke_config(), &manifest.applets, &manifest.smoke);
+        if crate::kernel::crash::fault("live-smoke") {
+            injected_failure(&mut live);
+        }
+        Ok(live)
     }
 
     /// The generation owning `earlier`'s tree of links, when `earlier` links
@@ -435,4 +439,18 @@ impl Engine {
         self.gc(state)?;
         Ok(())
     }
+}
+
+/// Test-only (`OXIDIZR_FAULT_AT=live-smoke`): the live smoke reports one
+/// failed check, so the operation's failure path runs for real.
+fn injected_failure(report: &mut SmokeReport) {
+    report.passed = false;
+    report.applets.push(crate::smoke::CheckResult {
+        name: "fault-injection".into(),
+        passed: false,
+        detail: "a live-smoke failure injected by OXIDIZR_FAULT_AT".into(),
+        duration_ms: 0,
+        binaries: BTreeMap::new(),
+        reused: false,
+    });
 }

@@ -60,6 +60,8 @@ impl Engine {
                     self.commit(state, profile, to, intent.operation == "rollback")?;
                     format!("finished the interrupted '{}' (generation {to})", intent.operation)
                 } else {
+                    let err = generation::smoke_error(&format!("generation {to} through /usr/bin"), &live);
+                    self.fact("smoke-live", err.reason, Some(ErrorId::Smoke), intent.from_generation, Some(to));
                     let landed = self.rollback_chain(intent.from_generation, to, &gnu_plan)?;
                     state.degrade(
                         ErrorId::Smoke,
@@ -88,12 +90,15 @@ impl Engine {
         let (_, gnu_plan) = self.plan(profile, &state.pins)?;
         match intent.from_generation.and_then(|f| generation::read_manifest(&self.layout, f).ok()) {
             Some(m) => {
-                if self.activate(&m, &gnu_plan)?.passed {
+                let live = self.activate(&m, &gnu_plan)?;
+                if live.passed {
                     return Ok(format!(
                         "rolled the interrupted '{}' back to generation {}",
                         intent.operation, m.generation
                     ));
                 }
+                let err = generation::smoke_error(&format!("generation {} through /usr/bin", m.generation), &live);
+                self.fact("smoke-live", err.reason, Some(ErrorId::Smoke), None, Some(m.generation));
                 // The generation it started from no longer passes (a binary
                 // lost meanwhile): the rollback chain, and say so.
                 let landed = self.rollback_chain(None, m.generation, &gnu_plan)?;

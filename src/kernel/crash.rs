@@ -9,8 +9,27 @@
 //! pre- and post-transaction hooks as two processes). `OXIDIZR_PAUSE_AT=
 //! NAME:MS` instead sleeps MS milliseconds there (the first time), after
 //! creating the file `OXIDIZR_PAUSE_MARK` if set: a test holds an operation
-//! mid-way and acts against it (pacman started during `use`). Without the
-//! feature, [`point`] compiles to nothing.
+//! mid-way and acts against it (pacman started during `use`).
+//! `OXIDIZR_FAULT_AT=NAME[#N]` makes the [`fault`] point NAME report a
+//! failure instead of killing (the live smoke of an operation). Without the
+//! feature, [`point`] and [`fault`] compile to nothing.
+
+/// A fault point: true exactly when a test asked for a fault here, with
+/// `OXIDIZR_FAULT_AT=NAME[#N]` (the Nth arrival at NAME, default the first;
+/// `OXIDIZR_CRASH_ONLY` filters by subcommand as for crash points). The
+/// caller then behaves as if the step failed (e.g. a live smoke that did
+/// not pass), so the failure path after it runs for real. Always false
+/// without the `crash-injection` feature.
+#[inline(always)]
+pub fn fault(name: &'static str) -> bool {
+    #[cfg(feature = "crash-injection")]
+    return injection::fault(name);
+    #[cfg(not(feature = "crash-injection"))]
+    {
+        let _ = name;
+        false
+    }
+}
 
 /// Marks a crash point. A no-op unless built with `crash-injection`.
 #[inline(always)]
@@ -57,6 +76,20 @@ mod injection {
             let _ = std::fs::write(mark, name);
         }
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+    }
+
+    static FAULTS: AtomicU32 = AtomicU32::new(0);
+
+    pub(super) fn fault(name: &'static str) -> bool {
+        let Ok(want) = std::env::var("OXIDIZR_FAULT_AT") else { return false };
+        if std::env::var("OXIDIZR_CRASH_ONLY").is_ok_and(|only| only != subcommand()) {
+            return false;
+        }
+        let (want_name, nth) = match want.split_once('#') {
+            Some((n, k)) => (n.to_string(), k.parse::<u32>().unwrap_or(1)),
+            None => (want, 1),
+        };
+        want_name == name && FAULTS.fetch_add(1, Ordering::SeqCst) + 1 == nth
     }
 
     pub(super) fn at(name: &'static str) {
