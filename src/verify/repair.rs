@@ -246,6 +246,9 @@ fn refetch_one(
     unhealed(ErrorId::BackupMissing, format!("{}; reinstall {package}", why.join("; ")))
 }
 
+/// How many quarantine names are tried for one entry.
+const QUARANTINE_TRIES: usize = 10_000;
+
 /// Moves foreign entries out of the generations into a quarantine
 /// directory (nothing is deleted). Returns how many were moved.
 pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
@@ -254,17 +257,31 @@ pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
     let quarantine = engine.layout.dir(&format!("{LIB}/quarantine"), true)?;
     let stamp = engine.op_id.clone();
     let mut moved = 0;
+    // Two foreign entries of the same name (in two generations) each get
+    // their own quarantine name: the first free of NAME, NAME.1, NAME.2, ...
     let park = |dir: &crate::kernel::Dir, name: &str, moved: &mut usize| -> Result<()> {
-        let to = format!("{stamp}.{}", name.replace('/', "_"));
-        dir.rename_noreplace(name, &quarantine, &to).map_err(|e| {
-            crate::error::Error::io(
-                crate::error::ErrorId::Io,
-                format!("cannot quarantine {}", dir.show(name)),
-                e.into(),
-            )
-        })?;
-        *moved += 1;
-        Ok(())
+        let base = format!("{stamp}.{}", name.replace('/', "_"));
+        for k in 0..QUARANTINE_TRIES {
+            let to = if k == 0 { base.clone() } else { format!("{base}.{k}") };
+            match dir.rename_noreplace(name, &quarantine, &to) {
+                Ok(()) => {
+                    *moved += 1;
+                    return Ok(());
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => {
+                    return Err(crate::error::Error::io(
+                        crate::error::ErrorId::Io,
+                        format!("cannot quarantine {}", dir.show(name)),
+                        e.into(),
+                    ))
+                }
+            }
+        }
+        Err(crate::error::Error::new(
+            crate::error::ErrorId::Io,
+            format!("cannot quarantine {}: {QUARANTINE_TRIES} names taken in the quarantine", dir.show(name)),
+        ))
     };
     for name in other {
         park(&gens, &name, &mut moved)?;
