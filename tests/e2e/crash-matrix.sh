@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Crash injection at every named mutation point of use, rollback, disable,
-# pre-transaction and post-transaction (the oxidizr-hook under test is built
-# with the crash-injection feature). Each kill runs in a throwaway overlay of
+# Crash injection at every named mutation point of use, pin, rollback,
+# disable, the pre-transaction transitions (removal and upgrade of a uutils
+# package), the post-transaction hook, oxidizr-arch's own removal and
+# verify --repair (the oxidizr-hook under test is built with the
+# crash-injection feature). Each kill runs in a throwaway overlay of
 # this scenario root (nested overlayfs), so every case starts from the same
 # state. After each kill:
 #   (a) every managed applet resolves to an executable;
 #   (b) `verify --repair` converges and `verify` then exits 0;
 #   (c) no GNU binary was lost: each pristine GNU file's bytes are at
-#       /usr/bin/<applet> or in the store.
+#       /usr/bin/<applet> or in the store;
+#   (d) after `verify --repair` no `.oxidizr-tmp.*` entry is left in
+#       /usr/bin or our trees.
 # Every (operation, kill point) pair is one counted case. A point reached
 # N times is killed at its first and its last occurrence.
 . /src/tests/e2e/common.bash
@@ -26,6 +30,8 @@ while IFS= read -r a; do sha256sum "/usr/bin/$a"; done </etc/oxidizr-matrix.appl
 "$OXIDIZR" use gnu >/dev/null
 cp "$(mkpkg coreutils 9.11-1)" /var/tmp/coreutils-9.11-1-x86_64.pkg.tar.zst
 echo /var/tmp/coreutils-9.11-1-x86_64.pkg.tar.zst >/etc/oxidizr-matrix.coreutils-pkg
+cp "$(mkpkg uutils-coreutils 0.12.0-2)" /var/tmp/uutils-coreutils-0.12.0-2-x86_64.pkg.tar.zst
+echo /var/tmp/uutils-coreutils-0.12.0-2-x86_64.pkg.tar.zst >/etc/oxidizr-matrix.uutils-pkg
 
 # The invariant checks, run inside a nested root.
 cat >/usr/local/bin/oxidizr-matrix-check <<'CHECK'
@@ -108,6 +114,10 @@ kill_case() {
     [ -n "$why" ] || in_nest oxidizr-hook verify --repair >$out/repair 2>&1 || why="verify --repair failed: $(tail -2 $out/repair | tr '\n' ' ')"
     [ -n "$why" ] || in_nest oxidizr-hook verify >$out/verify 2>&1 || why="not healthy after repair: $(head -3 $out/verify | tr '\n' ' ')"
     [ -n "$why" ] || in_nest oxidizr-matrix-check >$out/check 2>&1 || why="after repair: $(head -3 $out/check | tr '\n' ' ')"
+    if [ -z "$why" ]; then
+        left=$(in_nest find /usr/bin /usr/lib/oxidizr-arch /var/lib/oxidizr-arch -name '.oxidizr-tmp.*' 2>/dev/null | head -3 | tr '\n' ' ')
+        [ -z "$left" ] || why="temporaries left after repair: $left"
+    fi
     nested_end
     rm -rf $out
     if [ -z "$why" ]; then
@@ -118,6 +128,10 @@ kill_case() {
 }
 
 pkg=$(cat /etc/oxidizr-matrix.coreutils-pkg)
+upkg=$(cat /etc/oxidizr-matrix.uutils-pkg)
+# verify --repair after damage: a managed link removed, a foreign entry in
+# the active generation.
+damage='oxidizr-hook use uutils && rm /usr/bin/cat && touch /usr/lib/oxidizr-arch/active/bin/evil'
 declare -a ops=(
     "use-uutils|true|oxidizr-hook use uutils"
     "use-gnu|oxidizr-hook use uutils|oxidizr-hook use gnu"
@@ -125,7 +139,12 @@ declare -a ops=(
     "disable|oxidizr-hook use uutils|oxidizr-hook disable"
     "pre-transaction|oxidizr-hook use uutils|pacman -R --noconfirm uutils-coreutils"
     "post-transaction|oxidizr-hook use uutils|pacman -U --noconfirm $pkg"
+    "pin|oxidizr-hook use uutils|oxidizr-hook pin ls cp"
+    "pre-upgrade|oxidizr-hook use uutils|pacman -U --noconfirm $upkg"
+    "self-removal|oxidizr-hook use uutils|pacman -R --noconfirm oxidizr-arch"
+    "verify-repair|$damage|oxidizr-hook verify --repair"
 )
+: >/artifacts/e2e-crash-matrix.ops
 total_points=0
 for spec in "${ops[@]}"; do
     IFS='|' read -r label setup op <<<"$spec"
@@ -147,6 +166,7 @@ for spec in "${ops[@]}"; do
     missing=$(( ${#points[@]} - $(wc -l </tmp/results) ))
     [ "$missing" = 0 ] || { failc=$((failc + missing)); echo "FAILED: $missing cases of $label reported nothing"; }
     total_points=$((total_points + ${#points[@]}))
+    echo "$label ${#points[@]}" >>/artifacts/e2e-crash-matrix.ops
 done
 rm -rf /tmp/layer
 step "crash matrix: $total_points kill points over ${#ops[@]} operations: $pass passed, $failc failed"
