@@ -114,7 +114,7 @@ fn locked(
     // a pacman transaction started meanwhile refuses to run. The hooks run
     // inside pacman's transaction, which holds it already.
     let pacman = if hook { None } else { Some(PacmanLock::take(&g.dbpath())?) };
-    engine.lock_waited(guard.waited, guard.attempts);
+    engine.hold(guard)?;
     let reclaimed = pacman.as_ref().is_some_and(|p| p.reclaimed);
     if reclaimed {
         let text = format!("removed {}/db.lck, left by an oxidizr-hook that crashed", g.dbpath().display());

@@ -210,6 +210,7 @@ impl Engine {
     }
 
     pub(super) fn record_intent(&mut self, from: Option<u64>, to: Option<u64>, profile: Option<Profile>) -> Result<()> {
+        self.require_lock()?;
         let intent = Intent {
             schema: INTENT_SCHEMA,
             op_id: self.op_id.clone(),

@@ -129,6 +129,7 @@ impl Engine {
     /// Removes every leftover temporary entry that is ours and makes each
     /// touched directory durable. Returns what was removed.
     pub fn sweep_debris(&mut self) -> Result<Vec<Debris>> {
+        self.require_lock()?;
         let found: Vec<Debris> = self.find_debris()?.into_iter().filter(|d| d.ours).collect();
         let mut touched: Vec<(String, Dir)> = Vec::new();
         for d in &found {

@@ -36,6 +36,7 @@ impl Engine {
     /// `keep_generations`; removes the rest, then store directories that no
     /// kept generation and no sidecar references. Returns what was removed.
     pub fn gc(&mut self, state: &State) -> Result<Vec<String>> {
+        self.require_lock()?;
         let (numbers, _) = generation::list(&self.layout)?;
         // The newest `keep_generations` that were active (what `rollback`
         // can go back to): a generation built only for `profiles/gnu` does

@@ -242,6 +242,7 @@ impl Engine {
     /// Restores every managed name to its pristine prior state and removes
     /// our pointers: afterwards `/usr/bin` holds pacman's files.
     pub fn restore_pristine(&mut self) -> Result<usize> {
+        self.require_lock()?;
         // All or nothing: refuse before the first restore, not half-way.
         self.restore_preflight(None)?;
         let names = self.managed_names()?;
@@ -262,6 +263,7 @@ impl Engine {
     /// Restores the given managed names (those with a sidecar) to their
     /// pristine prior state. Returns how many were restored.
     pub fn restore_names(&mut self, names: &[String]) -> Result<usize> {
+        self.require_lock()?;
         self.restore_preflight(Some(names))?;
         let managed: BTreeSet<String> = self.managed_names()?.into_iter().collect();
         let bin = self.layout.bin()?;
@@ -280,6 +282,7 @@ impl Engine {
     /// of a file back in `/usr/bin` or of a version pacman replaced.
     /// Refuses (`E_POLICY`) while any managed name remains.
     pub fn purge(&mut self) -> Result<()> {
+        self.require_lock()?;
         if !self.managed_names()?.is_empty() {
             return Err(Error::new(ErrorId::Policy, "managed names remain: restore them before purging"));
         }

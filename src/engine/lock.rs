@@ -46,6 +46,8 @@ pub struct LockGuard {
     pub waited: Duration,
     /// How many times the lock was tried (1: free at once).
     pub attempts: u32,
+    /// Exclusive (the right to mutate) or shared.
+    pub mode: LockMode,
 }
 
 /// An open lock file; [`Lock::acquire`] takes it.
@@ -102,7 +104,9 @@ impl Lock {
         let mut backoff = Backoff::new(start, wait);
         loop {
             match flock(file.as_fd(), op) {
-                Ok(()) => return Ok(LockGuard { _file: file, waited: start.elapsed(), attempts: backoff.attempts }),
+                Ok(()) => {
+                    return Ok(LockGuard { _file: file, waited: start.elapsed(), attempts: backoff.attempts, mode })
+                }
                 Err(Errno::WOULDBLOCK | Errno::INTR) => {}
                 Err(e) => return Err(Error::io(ErrorId::Locking, format!("cannot lock {}", self.shown), e.into())),
             }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::error::{ErrorId, Result};
+use crate::error::{Error, ErrorId, Result};
 use crate::kernel::takeover::Known;
 use crate::kernel::{Dir, FsyncLog};
 use crate::model::config::Config;
@@ -38,6 +38,7 @@ use crate::model::layout::{Layout, LOG, STATE};
 use crate::model::state::{now, Profile, State};
 use crate::pacman::inventory::PackageDb;
 use crate::smoke::{self, SmokeConfig, SmokeReport, SmokeTarget};
+use lock::{LockGuard, LockMode};
 use plan::Plan;
 
 /// How an engine run is set up.
@@ -117,6 +118,10 @@ pub struct Engine {
     /// How long the operation waited for our lock and how many attempts it
     /// took, once it holds it (carried by every fact).
     lock: Option<(u64, u32)>,
+    /// Our exclusive lock, once [`Engine::hold`] gave it: the right to
+    /// mutate. Every mutating stage checks it ([`Engine::require_lock`]);
+    /// dropping the engine releases it.
+    guard: Option<LockGuard>,
     /// The rollback hold this run released, if any (said in one line).
     released: Option<u64>,
     /// Every fsync of this run.
@@ -142,6 +147,7 @@ impl Engine {
             observed: BTreeMap::new(),
             facts,
             lock: None,
+            guard: None,
             released: None,
             log: FsyncLog::default(),
         })
@@ -183,11 +189,29 @@ impl Engine {
         self.released
     }
 
-    /// Records the wait for our lock, carried by every later fact.
-    pub fn lock_waited(&mut self, waited: Duration, attempts: u32) {
-        self.lock = Some((u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), attempts));
+    /// Takes our exclusive lock: the engine now owns the right to mutate
+    /// (until it is dropped); the wait is carried by every later fact.
+    pub fn hold(&mut self, guard: LockGuard) -> Result<()> {
+        if guard.mode != LockMode::Exclusive {
+            return Err(Error::new(ErrorId::Locking, "a shared lock gives no right to mutate"));
+        }
+        self.lock = Some((u64::try_from(guard.waited.as_millis()).unwrap_or(u64::MAX), guard.attempts));
+        self.guard = Some(guard);
+        Ok(())
     }
 
+    /// `E_LOCKING` unless this engine holds our exclusive lock: called by
+    /// every stage that changes the disk (intent, state, debris, GC,
+    /// restore, purge, repairs), so no code path mutates without it.
+    pub fn require_lock(&self) -> Result<()> {
+        if self.guard.is_some() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorId::Locking,
+            format!("internal error: '{}' tried to change the disk without holding the lock", self.operation),
+        ))
+    }
     /// Makes the facts durable (end of the operation).
     pub fn finish(&mut self) {
         self.facts.sync();
@@ -208,6 +232,7 @@ impl Engine {
 
     /// Saves the state durably.
     pub fn save_state(&mut self, state: &State) -> Result<()> {
+        self.require_lock()?;
         let dir = self.state_dir()?;
         state.save(&dir, &mut self.log)
     }
@@ -226,5 +251,40 @@ impl Engine {
         let db = PackageDb::open(&self.opts.root, &self.opts.dbpath)?;
         let inv = db.inventory(&self.config)?;
         Ok((plan::plan(&inv, profile, pins)?, plan::plan(&inv, Profile::Gnu, &BTreeSet::new())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(root: &std::path::Path) -> Engine {
+        let opts = Options {
+            root: root.to_path_buf(),
+            dbpath: root.join("var/lib/pacman"),
+            pacman_config: None,
+            dry_run: false,
+            smoke_timeout: Duration::from_secs(5),
+            keep_generations: 3,
+            reuse_smoke: false,
+        };
+        Engine::new(opts, Config::default(), "test").unwrap()
+    }
+
+    #[test]
+    fn no_stage_mutates_without_the_exclusive_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut e = engine(tmp.path());
+        assert_eq!(e.require_lock().unwrap_err().id, ErrorId::Locking);
+        assert_eq!(e.save_state(&State::default()).unwrap_err().id, ErrorId::Locking);
+        assert_eq!(e.sweep_debris().unwrap_err().id, ErrorId::Locking);
+        assert!(!tmp.path().join(STATE).join(crate::model::state::STATE_FILE).exists(), "state written without the lock");
+        let dir = e.layout.state(true).unwrap();
+        let shared = lock::Lock::open(&dir).unwrap().acquire(LockMode::Shared, Duration::from_millis(50)).unwrap();
+        assert_eq!(e.hold(shared).unwrap_err().id, ErrorId::Locking, "a shared lock is no right to mutate");
+        let exclusive = lock::Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, Duration::from_millis(50)).unwrap();
+        e.hold(exclusive).unwrap();
+        e.require_lock().unwrap();
+        e.save_state(&State::default()).unwrap();
     }
 }

@@ -27,6 +27,7 @@ use crate::pacman::pkgcache;
 /// the change durable (fsync of the directory). Returns one line per
 /// directory changed.
 pub fn repair_modes(engine: &mut Engine) -> Result<Vec<String>> {
+    engine.require_lock()?;
     let mut out = Vec::new();
     for d in own_directories(engine)? {
         let mode = d.mode()?;
@@ -82,6 +83,7 @@ const REFETCH: &str = "refetch";
 /// (verify keeps reporting `store-damaged`). Intact files are not touched.
 /// A failure to write the store or a sidecar is returned as an error.
 pub fn refetch_store(engine: &mut Engine) -> Result<Vec<Refetch>> {
+    engine.require_lock()?;
     let mut out = Vec::new();
     let names = engine.managed_names()?;
     if names.is_empty() {
@@ -252,6 +254,7 @@ const QUARANTINE_TRIES: usize = 10_000;
 /// Moves foreign entries out of the generations into a quarantine
 /// directory (nothing is deleted). Returns how many were moved.
 pub fn quarantine_foreign(engine: &mut Engine) -> Result<usize> {
+    engine.require_lock()?;
     let (numbers, other) = generation::list(&engine.layout)?;
     let gens = generation::generations_dir(&engine.layout)?;
     let quarantine = engine.layout.dir(&format!("{LIB}/quarantine"), true)?;
@@ -379,6 +382,7 @@ fn dismantle(gdir: &crate::kernel::Dir, park: &mut dyn FnMut(&crate::kernel::Dir
 /// `profiles` or `profiles/<p>` must be a symlink or a directory) into the
 /// quarantine, so a rebuild can flip again. Returns how many were moved.
 pub fn quarantine_pointers(engine: &mut Engine) -> Result<usize> {
+    engine.require_lock()?;
     if generation::check_pointers(&engine.layout).is_ok() {
         return Ok(0);
     }
