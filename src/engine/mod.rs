@@ -278,11 +278,15 @@ mod tests {
         assert_eq!(e.require_lock().unwrap_err().id, ErrorId::Locking);
         assert_eq!(e.save_state(&State::default()).unwrap_err().id, ErrorId::Locking);
         assert_eq!(e.sweep_debris().unwrap_err().id, ErrorId::Locking);
-        assert!(!tmp.path().join(STATE).join(crate::model::state::STATE_FILE).exists(), "state written without the lock");
+        assert!(
+            !tmp.path().join(STATE).join(crate::model::state::STATE_FILE).exists(),
+            "state written without the lock"
+        );
         let dir = e.layout.state(true).unwrap();
         let shared = lock::Lock::open(&dir).unwrap().acquire(LockMode::Shared, Duration::from_millis(50)).unwrap();
         assert_eq!(e.hold(shared).unwrap_err().id, ErrorId::Locking, "a shared lock is no right to mutate");
-        let exclusive = lock::Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, Duration::from_millis(50)).unwrap();
+        let exclusive =
+            lock::Lock::open(&dir).unwrap().acquire(LockMode::Exclusive, Duration::from_millis(50)).unwrap();
         e.hold(exclusive).unwrap();
         e.require_lock().unwrap();
         e.save_state(&State::default()).unwrap();

@@ -29,7 +29,7 @@ if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
     echo "0 3" >/artifacts/gates.counts
     exit 1
 fi
-st=0; cargo fmt --all --check >/tmp/gate-fmt.log 2>&1 || st=$?
+st=0; cargo fmt --all --check -- --color=never >/tmp/gate-fmt.log 2>&1 || st=$?
 record "fmt (cargo fmt --all --check)" "$st" /tmp/gate-fmt.log
 st=0; cargo clippy --locked --workspace --all-targets --features testbed -- -D warnings >/tmp/gate-clippy.log 2>&1 || st=$?
 record "clippy (--workspace --all-targets -D warnings)" "$st" /tmp/gate-clippy.log
