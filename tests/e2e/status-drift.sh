@@ -12,7 +12,7 @@ step "healthy: status exits 0 without a DRIFT line"
 expect_exit 0 "$OXIDIZR" status
 "$OXIDIZR" status >/tmp/status.txt
 grep -q DRIFT /tmp/status.txt && { cat /tmp/status.txt; fail "DRIFT on a healthy system"; }
-"$OXIDIZR" status --json | jq -e '.drift == []' >/dev/null || fail "status --json drift is not empty when healthy"
+"$OXIDIZR" status --json | jq -e '(.drift // []) == []' >/dev/null || fail "status --json drift is not empty when healthy"
 
 step "mask the post hook (pacman's /dev/null override) and upgrade coreutils"
 hookdir=$(pacman-conf HookDir | head -1)
