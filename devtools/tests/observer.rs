@@ -88,7 +88,7 @@ fn managed_applets() -> Vec<Applet> {
     applets
 }
 
-/// The probe of the smoke tests (src/smoke.rs): arguments and whether the
+/// The probe of the smoke tests (src/smoke/probes.rs): arguments and whether the
 /// output names the implementation (`--version`).
 fn probe(applet: &str) -> (&'static [&'static str], Option<i32>) {
     match applet {

@@ -85,7 +85,7 @@ fn run(args: &[String]) -> Result<String> {
         }
         _ => Err(oxidizr_arch::error::Error::new(
             oxidizr_arch::error::ErrorId::Usage,
-            "see the usage in src/bin/kernel-probe.rs",
+            "see the usage in devtools/src/bin/kernel-probe.rs",
         )),
     }
 }

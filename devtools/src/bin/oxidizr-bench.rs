@@ -612,7 +612,7 @@ fn link_phases(s: &mut Samples, key: &str, root: &Path, names: &[String], batche
 // ---------------------------------------------------------------------------
 // live: where the hook's time goes (evidence for the proposals)
 
-/// The smoke module's probe table (see src/smoke.rs).
+/// The smoke module's probe table (see src/smoke/probes.rs).
 fn probe_args(applet: &str) -> &'static [&'static str] {
     match applet {
         "false" | "true" | ":" => &[],
