@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::Result;
+use crate::kernel::digest::sha256_fd;
 use crate::kernel::publish::remove_tree;
 use crate::kernel::{Dir, Entry};
 use crate::model::layout::{LIB, STATE};
@@ -39,6 +40,15 @@ impl Debris {
     pub fn path(&self) -> String {
         format!("/{}/{}", self.dir, self.name)
     }
+}
+
+/// The purpose in a temporary name `.oxidizr-tmp.<purpose>.<pid>.<n>`
+/// (the applet a restore staged it for).
+fn tmp_purpose(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(TMP_PREFIX)?;
+    let mut fields = rest.rsplitn(3, '.');
+    let (_n, _pid, purpose) = (fields.next()?, fields.next()?, fields.next()?);
+    Some(purpose)
 }
 
 /// Where a symlink into our trees points.
@@ -98,6 +108,35 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether the regular file `bin/name` (a temporary of `purpose`, the
+    /// applet it was staged for) holds exactly the bytes of a stored GNU
+    /// copy of that applet: a restore staged as a copy (EXDEV), or a link
+    /// whose inode number the filesystem reports differently (overlayfs).
+    /// Removing it loses nothing: the store keeps the same bytes.
+    fn same_bytes_as_stored(&self, bin: &Dir, name: &str, size: u64) -> Result<bool> {
+        let Some(purpose) = tmp_purpose(name) else { return Ok(false) };
+        let store = format!("{LIB}/store/gnu");
+        if purpose.is_empty() || !self.opts.root.join(&store).is_dir() {
+            return Ok(false);
+        }
+        let gnu = self.layout.dir(&store, false)?;
+        let mut ours: Option<String> = None;
+        for d in gnu.list()? {
+            let Ok(dir) = self.layout.dir(&format!("{store}/{d}"), false) else { continue };
+            let Entry::File(m) = dir.entry(purpose)? else { continue };
+            if m.size != size {
+                continue;
+            }
+            if ours.is_none() {
+                ours = Some(sha256_fd(&bin.open_file(name)?, &bin.show(name))?);
+            }
+            if ours.as_deref() == Some(sha256_fd(&dir.open_file(purpose)?, &dir.show(purpose))?.as_str()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Every leftover temporary entry in the directories we write.
     pub fn find_debris(&self) -> Result<Vec<Debris>> {
         let mut out = Vec::new();
@@ -112,6 +151,7 @@ impl Engine {
                         stored = Some(self.stored_inodes()?);
                     }
                     stored.as_ref().is_some_and(|s| s.contains(&(m.dev, m.ino)))
+                        || self.same_bytes_as_stored(&bin, &name, m.size)?
                 }
                 _ => false,
             };
@@ -164,6 +204,14 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_purpose_is_read_from_the_temporary_name() {
+        assert_eq!(tmp_purpose(".oxidizr-tmp.[.65945.1"), Some("["));
+        assert_eq!(tmp_purpose(".oxidizr-tmp.state.json.745.5"), Some("state.json"));
+        assert_eq!(tmp_purpose(".oxidizr-tmp.x"), None);
+        assert_eq!(tmp_purpose("ls"), None);
+    }
 
     #[test]
     fn only_links_into_our_tree_count_as_ours() {
