@@ -129,9 +129,11 @@ kill_case() {
 
 pkg=$(cat /etc/oxidizr-matrix.coreutils-pkg)
 upkg=$(cat /etc/oxidizr-matrix.uutils-pkg)
-# verify --repair after damage: a managed link removed, a foreign entry in
-# the active generation.
-damage='oxidizr-hook use uutils && rm /usr/bin/cat && touch /usr/lib/oxidizr-arch/active/bin/evil'
+# verify --repair after damage that leaves every command resolvable (the
+# matrix checks that after each kill): a foreign entry in the active
+# generation, one of our directories with mode 0700. Any problem makes
+# the repair rebuild the profile (a whole apply).
+damage='oxidizr-hook use uutils && touch /usr/lib/oxidizr-arch/active/bin/evil && chmod 0700 /usr/lib/oxidizr-arch/store'
 declare -a ops=(
     "use-uutils|true|oxidizr-hook use uutils"
     "use-gnu|oxidizr-hook use uutils|oxidizr-hook use gnu"
