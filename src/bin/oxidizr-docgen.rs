@@ -318,7 +318,7 @@ mod tests {
                 "{section}"
             );
         }
-        for sub in ["status", "use", "verify", "disable", "pre\\-transaction", "post\\-transaction"] {
+        for sub in ["status", "use", "verify", "disable", "boot\\-gate", "pre\\-transaction", "post\\-transaction"] {
             assert!(page.contains(&format!("\\fB{sub}\\fR")), "command {sub}");
         }
         for id in ErrorId::ALL {
