@@ -102,6 +102,10 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Early in boot (oxidizr-boot-gate.service): check the active generation live; when it fails,
+    /// fall back to the newest generation that passes, else to GNU, and mark the state degraded
+    /// (boot_fallback = false in config.toml: report only). Exit 0 unless the gate itself fails.
+    BootGate,
     /// List the generations.
     Generations,
     /// Remove old generations and unreferenced store entries.

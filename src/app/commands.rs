@@ -41,6 +41,7 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
         Command::Verify { repair: true } => mutate(g, "verify --repair", false, repair),
         Command::Disable => mutate(g, "disable", false, disable),
         Command::Canary { shell, command } => canary(g, *shell, command),
+        Command::BootGate => boot_gate(g),
         Command::Generations => cmd_generations(g),
         Command::Gc => mutate(g, "gc", false, |e, state| {
             let removed = e.gc(state)?;
@@ -220,6 +221,45 @@ fn rollback(e: &mut Engine, s: &mut State) -> Result<Output> {
         ),
         json!({ "result": "rolled-back", "from": from, "to": to, "profile": profile, "held": true }),
     ))
+}
+
+/// `boot-gate`: never used (no state file) is "not enabled" and changes
+/// nothing, like the hooks; otherwise the engine's gate under our lock, in
+/// the shape of every mutating command (see [`crate::engine::bootgate`]).
+fn boot_gate(g: &GlobalOpts) -> Result<Output> {
+    if std::fs::symlink_metadata(g.root.join(crate::model::layout::STATE).join(crate::model::state::STATE_FILE))
+        .is_err()
+    {
+        return Ok(Output::new(
+            "==> boot gate: oxidizr-arch not enabled\n".to_string(),
+            json!({ "result": "not-enabled" }),
+        ));
+    }
+    let fallback = Config::load(&g.root)?.boot_fallback;
+    mutate(g, "boot-gate", false, |e, s| {
+        use crate::engine::bootgate::GateOutcome;
+        Ok(match e.boot_gate(s, fallback)? {
+            GateOutcome::NothingActive => Output::new(
+                "==> boot gate: no generation is active (the GNU files): nothing to check\n".to_string(),
+                json!({ "result": "nothing-active" }),
+            ),
+            GateOutcome::Passed { generation } => Output::new(
+                format!("==> boot gate: generation {generation} passed its live check\n"),
+                json!({ "result": "passed", "generation": generation }),
+            ),
+            GateOutcome::FailedReported { generation, reason } => Output {
+                code: 1,
+                ..Output::new(
+                format!("==> boot gate: generation {generation} FAILED its live check: {reason}\n==> boot_fallback = false: no fall-back\n"),
+                json!({ "result": "failed", "generation": generation, "reason": reason, "fell_back": false }),
+                )
+            },
+            GateOutcome::FellBack { from, landed, reason } => Output::new(
+                format!("==> boot gate: generation {from} FAILED its live check: {reason}\n==> fell back to {landed}; state marked degraded\n"),
+                json!({ "result": "fell-back", "from": from, "landed": landed, "reason": reason, "fell_back": true }),
+            ),
+        })
+    })
 }
 
 fn disable(e: &mut Engine, s: &mut State) -> Result<Output> {

@@ -14,7 +14,11 @@ pub const SYSLOG_IDENTIFIER: &str = "oxidizr-hook";
 pub fn init() -> bool {
     match tracing_journald::layer() {
         Ok(layer) => {
-            let layer = layer.with_syslog_identifier(SYSLOG_IDENTIFIER.to_string());
+            // No field prefix: a `message_id` field is the journal's own
+            // MESSAGE_ID (`journalctl -x` explains it from our catalog,
+            // systemd/oxidizr-arch.catalog); the others read ERROR_ID,
+            // OP_ID, STAGE.
+            let layer = layer.with_syslog_identifier(SYSLOG_IDENTIFIER.to_string()).with_field_prefix(None);
             tracing_subscriber::registry().with(layer).try_init().is_ok()
         }
         Err(_) => false,

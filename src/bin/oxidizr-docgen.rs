@@ -35,11 +35,13 @@ const HOOKS: [&str; 3] =
     ["10-oxidizr-arch-pre-remove.hook", "10-oxidizr-arch-pre-upgrade.hook", "90-oxidizr-arch-post.hook"];
 
 /// FILES: path and what it is.
-const FILES: [(&str, &str); 7] = [
+const FILES: [(&str, &str); 9] = [
     (
         "/etc/oxidizr-arch/config.toml",
         "The managed families (GNU package, uutils packages, command prefix) and the keep_generations, \
-         lock_timeout_secs, smoke_timeout_secs and reuse_smoke_verdicts settings. A missing file means the built-in Arch defaults.",
+         lock_timeout_secs, smoke_timeout_secs, reuse_smoke_verdicts and boot_fallback settings (boot_fallback = true, the \
+         default: the boot gate falls back from a generation that fails its live check at boot; false: it only \
+         reports). A missing file means the built-in Arch defaults.",
     ),
     (
         "/usr/lib/oxidizr-arch",
@@ -67,6 +69,20 @@ const FILES: [(&str, &str); 7] = [
         "/usr/lib/systemd/system/oxidizr-verify.service",
         "Runs oxidizr-hook verify at boot (and daily with oxidizr-verify.timer); the unit fails when the system \
          is unhealthy.",
+    ),
+    (
+        "/usr/lib/systemd/system/oxidizr-boot-gate.service",
+        "Runs oxidizr-hook boot-gate early in every boot, before basic.target and the services that use the core \
+         commands: when the active generation fails its live check it falls back to the newest generation that \
+         passes, else to GNU, holds it, marks the state degraded and logs it (MESSAGE_ID \
+         5c1f0f2b8a9e4d6b9c2e7a41d3b6f803). A later boot that passes on the fall-back clears the mark. Never \
+         blocks the boot; bounded by TimeoutStartSec=2min.",
+    ),
+    (
+        "/usr/lib/systemd/catalog/oxidizr-arch.catalog",
+        "Explanations of the journal messages with a MESSAGE_ID (switched ...801, rolled back ...802, degraded \
+         ...803, repaired ...804, all 5c1f0f2b8a9e4d6b9c2e7a41d3b6f80N) for journalctl -x. The entries carry \
+         SYSLOG_IDENTIFIER=oxidizr-hook.",
     ),
 ];
 
@@ -302,7 +318,7 @@ mod tests {
                 "{section}"
             );
         }
-        for sub in ["status", "use", "verify", "disable", "pre\\-transaction", "post\\-transaction"] {
+        for sub in ["status", "use", "verify", "disable", "boot\\-gate", "pre\\-transaction", "post\\-transaction"] {
             assert!(page.contains(&format!("\\fB{sub}\\fR")), "command {sub}");
         }
         for id in ErrorId::ALL {

@@ -15,6 +15,7 @@
 //! files. Every step is idempotent, so `recover` can redo or undo it.
 
 mod apply;
+pub mod bootgate;
 pub mod debris;
 mod gc;
 pub mod generation;

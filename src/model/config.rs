@@ -91,6 +91,15 @@ pub struct Config {
     /// `verdict`); false: the hooks execute every check every time.
     #[serde(default = "default_reuse")]
     pub reuse_smoke_verdicts: bool,
+    /// Whether the boot gate (`oxidizr-hook boot-gate`, run early in every
+    /// boot by oxidizr-boot-gate.service) falls back from an active
+    /// generation that fails its live check; false: it only reports.
+    #[serde(default = "default_boot_fallback")]
+    pub boot_fallback: bool,
+}
+
+fn default_boot_fallback() -> bool {
+    true
 }
 
 fn default_reuse() -> bool {
@@ -117,6 +126,7 @@ impl Default for Config {
             lock_timeout_secs: default_lock_timeout(),
             smoke_timeout_secs: default_smoke_timeout(),
             reuse_smoke_verdicts: default_reuse(),
+            boot_fallback: default_boot_fallback(),
         }
     }
 }
@@ -224,6 +234,14 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_fallback_defaults_on_and_can_be_turned_off() {
+        assert!(Config::default().boot_fallback);
+        assert!(Config::from_toml("").unwrap().boot_fallback);
+        assert!(!Config::from_toml("boot_fallback = false\n").unwrap().boot_fallback);
+        assert_eq!(Config::from_toml("boot_fallback = 1\n").unwrap_err().id, ErrorId::Config);
+    }
 
     #[test]
     fn defaults_are_arch_names() {

@@ -15,6 +15,36 @@ pub const FACTS_SCHEMA: u32 = 1;
 /// The facts file name in the log directory.
 pub const FACTS_FILE: &str = "facts.jsonl";
 
+/// Journal MESSAGE_ID of a switch: a new generation became active.
+/// Stable: `journalctl MESSAGE_ID=...` finds every switch, and the catalog
+/// (systemd/oxidizr-arch.catalog) explains it under `journalctl -x`.
+pub const MESSAGE_SWITCHED: &str = "5c1f0f2b8a9e4d6b9c2e7a41d3b6f801";
+/// Journal MESSAGE_ID of a rollback: back on an earlier generation, or the
+/// rollback chain landed after a failed live smoke.
+pub const MESSAGE_ROLLED_BACK: &str = "5c1f0f2b8a9e4d6b9c2e7a41d3b6f802";
+/// Journal MESSAGE_ID of a degradation: the boot gate fell back from a
+/// generation that failed its live check (the state is marked degraded).
+pub const MESSAGE_DEGRADED: &str = "5c1f0f2b8a9e4d6b9c2e7a41d3b6f803";
+/// Journal MESSAGE_ID of a repair done by `verify --repair`.
+pub const MESSAGE_REPAIRED: &str = "5c1f0f2b8a9e4d6b9c2e7a41d3b6f804";
+
+/// The MESSAGE_ID a fact carries in the journal: one per kind of event
+/// (switched, rolled back, degraded, repaired), none for the other stages.
+pub fn message_id(fact: &Fact) -> Option<&'static str> {
+    match fact.stage.as_str() {
+        "degraded" => Some(MESSAGE_DEGRADED),
+        "rollback" => Some(MESSAGE_ROLLED_BACK),
+        "commit" if fact.operation == "rollback" || fact.decision.starts_with("rolled back") => {
+            Some(MESSAGE_ROLLED_BACK)
+        }
+        "commit" if fact.to_generation.is_some() && fact.from_generation != fact.to_generation => {
+            Some(MESSAGE_SWITCHED)
+        }
+        "repair" if fact.error_id.is_none() => Some(MESSAGE_REPAIRED),
+        _ => None,
+    }
+}
+
 /// One fact.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Fact {
@@ -89,11 +119,25 @@ impl Facts {
     /// Records one fact.
     pub fn emit(&mut self, fact: &Fact) {
         let line = serde_json::to_string(fact).expect("facts serialize");
-        match fact.error_id {
-            Some(id) => {
+        match (fact.error_id, message_id(fact)) {
+            (Some(id), Some(m)) => tracing::error!(
+                message_id = m,
+                error_id = id.as_str(),
+                op_id = %fact.op_id,
+                stage = %fact.stage,
+                "{}",
+                fact.decision
+            ),
+            (Some(id), None) => {
                 tracing::error!(error_id = id.as_str(), op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision)
             }
-            None => tracing::info!(op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision),
+            (None, Some(m)) if m == MESSAGE_DEGRADED => {
+                tracing::warn!(message_id = m, op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision)
+            }
+            (None, Some(m)) => {
+                tracing::info!(message_id = m, op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision)
+            }
+            (None, None) => tracing::info!(op_id = %fact.op_id, stage = %fact.stage, "{}", fact.decision),
         }
         if let Some(f) = self.file.as_mut() {
             if f.write_all(format!("{line}\n").as_bytes()).is_err() && !self.warned {
@@ -107,6 +151,58 @@ impl Facts {
     pub fn sync(&mut self) {
         if let Some(f) = self.file.as_ref() {
             let _ = f.sync_data();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(operation: &str, stage: &str, decision: &str, from: Option<u64>, to: Option<u64>) -> Fact {
+        Fact {
+            operation: operation.into(),
+            stage: stage.into(),
+            decision: decision.into(),
+            from_generation: from,
+            to_generation: to,
+            ..Fact::default()
+        }
+    }
+
+    #[test]
+    fn one_message_id_per_kind_of_event() {
+        assert_eq!(message_id(&fact("use", "commit", "generation 2 active", Some(1), Some(2))), Some(MESSAGE_SWITCHED));
+        assert_eq!(message_id(&fact("use", "commit", "generation 2 already realizes", Some(2), Some(2))), None);
+        assert_eq!(message_id(&fact("disable", "commit", "disabled", None, None)), None);
+        assert_eq!(
+            message_id(&fact("rollback", "commit", "rolled back to generation 1 (held)", Some(2), Some(1))),
+            Some(MESSAGE_ROLLED_BACK)
+        );
+        assert_eq!(
+            message_id(&fact("use", "rollback", "back on generation 1", Some(2), Some(1))),
+            Some(MESSAGE_ROLLED_BACK)
+        );
+        assert_eq!(message_id(&fact("boot-gate", "degraded", "boot gate: ...", Some(2), None)), Some(MESSAGE_DEGRADED));
+        assert_eq!(
+            message_id(&fact("verify --repair", "repair", "refetched sort", None, None)),
+            Some(MESSAGE_REPAIRED)
+        );
+        let mut failed_repair = fact("verify --repair", "repair", "cannot refetch", None, None);
+        failed_repair.error_id = Some(ErrorId::Smoke);
+        assert_eq!(message_id(&failed_repair), None);
+        assert_eq!(message_id(&fact("use", "plan", "planned", None, None)), None);
+    }
+
+    #[test]
+    fn message_ids_are_distinct_128_bit_hex_and_in_the_catalog() {
+        let ids = [MESSAGE_SWITCHED, MESSAGE_ROLLED_BACK, MESSAGE_DEGRADED, MESSAGE_REPAIRED];
+        let catalog = include_str!("../../systemd/oxidizr-arch.catalog");
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(ids[i + 1..].iter().all(|o| o != id));
+            assert!(catalog.contains(&format!("-- {id}\n")), "{id} has no catalog entry");
         }
     }
 }

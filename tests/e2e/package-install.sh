@@ -65,6 +65,8 @@ pacman -Qlq oxidizr-arch | grep -v '/$' | LC_ALL=C sort | tee /tmp/files
 cat >/tmp/files.expected <<'EOF'
 /etc/oxidizr-arch/config.toml
 /usr/bin/oxidizr-hook
+/usr/lib/systemd/catalog/oxidizr-arch.catalog
+/usr/lib/systemd/system/oxidizr-boot-gate.service
 /usr/lib/systemd/system/oxidizr-verify.service
 /usr/lib/systemd/system/oxidizr-verify.timer
 /usr/share/bash-completion/completions/oxidizr-hook
@@ -89,9 +91,10 @@ for f in /src/docs/*.md /src/README.md; do
 done
 [ "$(stat -c '%a %U:%G' "$HOOK")" = "755 root:root" ] || fail "$HOOK mode/owner: $(stat -c '%a %U:%G' "$HOOK")"
 for h in /src/hooks/*.hook; do cmp "$h" "/usr/share/libalpm/hooks/$(basename "$h")" || fail "hook $h differs"; done
-for u in /src/systemd/oxidizr-verify.service /src/systemd/oxidizr-verify.timer; do
+for u in /src/systemd/*.service /src/systemd/*.timer; do
     cmp "$u" "/usr/lib/systemd/system/$(basename "$u")" || fail "unit $u differs"
 done
+cmp /src/systemd/oxidizr-arch.catalog /usr/lib/systemd/catalog/oxidizr-arch.catalog || fail "the journal catalog differs"
 cmp /src/packaging/config.toml /etc/oxidizr-arch/config.toml || fail "config differs from packaging/config.toml"
 cmp /src/LICENSE-MIT /usr/share/licenses/oxidizr-arch/LICENSE-MIT
 cmp /src/LICENSE-APACHE /usr/share/licenses/oxidizr-arch/LICENSE-APACHE
