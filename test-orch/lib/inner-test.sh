@@ -38,6 +38,26 @@ if [ "$ignored" -gt 0 ]; then
     grep -E '^test .* \.\.\. ignored' "$log" >&2 || true
     failed=$((failed + ignored))
 fi
+# Per test target ("TARGET PASSED FAILED IGNORED"), for the floors that
+# test-orch/run checks (test-orch/floors): libtest's `Running ... (.../deps/
+# NAME-HASH)` and `Doc-tests NAME` lines name the target whose `test
+# result:` follows. A target that ran but crashed before its result line
+# is listed with 0 tests (so its floor fails).
+awk '
+    function flush() { if (t != "") { printf "%s %d %d %d\n", t, p, f, g }; t = ""; p = f = g = 0 }
+    /^ *Running / {
+        flush(); t = $NF; gsub(/[()]/, "", t); sub(/.*\//, "", t); sub(/-[0-9a-f]+$/, "", t)
+    }
+    /^ *Doc-tests / { flush(); t = "doc-" $2 }
+    /^test result: / && t != "" {
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed;?$/) p += $i
+            if ($(i+1) ~ /^failed;?$/) f += $i
+            if ($(i+1) ~ /^ignored;?$/) g += $i
+        }
+    }
+    END { flush() }' "$log" >/artifacts/cargo.targets
+sed 's/^/    target /' /artifacts/cargo.targets >&2
 say "cargo test: $passed passed, $failed failed, $ignored ignored"
 echo "$passed $failed" >/artifacts/cargo.counts
 [ "$status" = 0 ] && [ "$failed" = 0 ]
