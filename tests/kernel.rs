@@ -69,6 +69,16 @@ fn planted_symlinks_at_temp_names_are_never_followed() {
     check_planted_tmp_names(&KRoot::new());
 }
 
+/// The check above can fail: planted names the kernel never tries (the
+/// same planting, far past the numbers it uses) make it panic on its
+/// premise, "the kernel met none of the planted temporary names".
+#[test]
+#[should_panic(expected = "the kernel met none of the")]
+fn planted_names_the_kernel_never_tries_fail_the_check() {
+    require_testbed();
+    check_planted_tmp_names_at(&KRoot::new(), 1_000_000);
+}
+
 #[test]
 fn dot_dot_and_foreign_paths_are_refused() {
     require_testbed();

@@ -99,6 +99,63 @@ pub struct Dir {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The number in the next temporary name: the process-wide counter, or a
+/// test's pinned sequence for this thread (crash-injection builds only).
+fn next_tmp_number() -> u64 {
+    #[cfg(any(test, feature = "crash-injection"))]
+    if let Some(n) = tmp_testing::take_pinned() {
+        return n;
+    }
+    TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Test hooks for the temporary names (never in release builds): a test
+/// pins the numbers its thread's temporary names take, plants entries at
+/// exactly those names, and reads back which planted names the kernel met
+/// and stepped over (`EEXIST`), so a test of "a planted name is never
+/// followed" fails when no planted name was ever tried.
+#[cfg(any(test, feature = "crash-injection"))]
+pub mod tmp_testing {
+    use std::cell::{Cell, RefCell};
+    use std::path::PathBuf;
+
+    thread_local! {
+        static PINNED: Cell<Option<u64>> = const { Cell::new(None) };
+        static STEPPED_OVER: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// From now on, this thread's temporary names are numbered `start`,
+    /// `start + 1`, ... (instead of the process-wide counter, which the
+    /// other test threads advance); also forgets what was stepped over.
+    pub fn pin_sequence(start: u64) {
+        PINNED.with(|p| p.set(Some(start)));
+        STEPPED_OVER.with(|s| s.borrow_mut().clear());
+    }
+
+    /// Back to the process-wide counter for this thread.
+    pub fn unpin() {
+        PINNED.with(|p| p.set(None));
+    }
+
+    /// The paths of the temporary names this thread found taken (`EEXIST`)
+    /// and stepped over since [`pin_sequence`], in order.
+    pub fn stepped_over() -> Vec<PathBuf> {
+        STEPPED_OVER.with(|s| s.borrow().clone())
+    }
+
+    pub(super) fn take_pinned() -> Option<u64> {
+        PINNED.with(|p| {
+            let n = p.get()?;
+            p.set(Some(n + 1));
+            Some(n)
+        })
+    }
+
+    pub(super) fn record(path: PathBuf) {
+        STEPPED_OVER.with(|s| s.borrow_mut().push(path));
+    }
+}
+
 impl Dir {
     /// Wraps an fd that was opened with `O_DIRECTORY | O_NOFOLLOW`.
     pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
@@ -196,9 +253,18 @@ impl Dir {
     /// next name on `EEXIST`: something planted there is never followed or
     /// overwritten.
     pub fn tmp_name(&self, purpose: &str) -> String {
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let n = next_tmp_number();
         let short: String = purpose.chars().take(120).collect();
         format!(".oxidizr-tmp.{}.{}.{}", short, rustix::process::getpid().as_raw_nonzero(), n)
+    }
+
+    /// Notes that the temporary name `tmp` was found taken and is stepped
+    /// over (test builds record it, see [`tmp_testing`]; else nothing).
+    pub(crate) fn stepped_over(&self, tmp: &str) {
+        #[cfg(any(test, feature = "crash-injection"))]
+        tmp_testing::record(self.path.join(tmp));
+        #[cfg(not(any(test, feature = "crash-injection")))]
+        let _ = tmp;
     }
 
     /// Creates a symlink `target` under a fresh temporary name; returns it.
@@ -253,7 +319,7 @@ impl Dir {
             let tmp = self.tmp_name(purpose);
             match create(&tmp) {
                 Ok(()) => return Ok(tmp),
-                Err(Errno::EXIST) => continue,
+                Err(Errno::EXIST) => self.stepped_over(&tmp),
                 Err(e) => return Err(Error::io(ErrorId::Io, format!("cannot create {}", self.show(&tmp)), e.into())),
             }
         }

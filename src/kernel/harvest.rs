@@ -273,7 +273,7 @@ fn link_tmp(src: &Dir, name: &str, dst: &Dir) -> std::result::Result<String, Err
         let tmp = dst.tmp_name(name);
         match rustix::fs::linkat(src.fd(), name, dst.fd(), tmp.as_str(), AtFlags::empty()) {
             Ok(()) => return Ok(tmp),
-            Err(Errno::EXIST) => continue,
+            Err(Errno::EXIST) => dst.stepped_over(&tmp),
             Err(e) => return Err(e),
         }
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use oxidizr_arch::error::ErrorId;
+use oxidizr_arch::kernel::dir::tmp_testing;
 use oxidizr_arch::kernel::takeover::{restore, take_over, Managed, Restored};
 use oxidizr_arch::kernel::{Dir, FsyncLog, SafePath, SafeRoot};
 
@@ -380,36 +381,77 @@ pub fn check_immutable_refused(k: &KRoot) {
     }
 }
 
-/// Symlinks planted at the next temporary names in every directory the
-/// kernel writes are never followed nor overwritten.
+/// Symlinks planted at the very temporary names the kernel tries next, in
+/// every directory it writes, are never followed nor overwritten, and the
+/// kernel did meet them: this thread's temporary names are pinned to a known
+/// sequence (`tmp_testing`, crash-injection builds), three of every four
+/// numbers are planted for each purpose in each directory, and the test
+/// fails unless each directory's writer stepped over at least one planted
+/// name (a planted name the kernel never tries proves nothing).
 pub fn check_planted_tmp_names(k: &KRoot) {
+    check_planted_tmp_names_at(k, 0);
+}
+
+/// The same, planting `offset` numbers past the ones the kernel will try
+/// (0 for the real test; a large offset is the self-test that the check
+/// fails when nothing collides).
+pub fn check_planted_tmp_names_at(k: &KRoot, offset: u64) {
+    const START: u64 = 1 << 40;
+    const SPAN: u64 = 120;
+    const DIRS: [&str; 3] = ["usr/bin", "usr/lib/oxidizr-arch/store", "var/lib/oxidizr-arch/sidecars"];
     make_prior(&k.bin(), PriorKind::File);
     let victim = tempfile::tempdir().unwrap();
     let target = victim.path().join("precious");
     fs::write(&target, "precious").unwrap();
-    // Learn the temp-name pattern and plant links at the next names.
+    // Learn the temp-name pattern from the kernel itself, then pin the
+    // sequence so the planted names are exactly the ones it will try.
     let bin = k.dir("usr/bin");
+    tmp_testing::pin_sequence(START);
     let probe = bin.tmp_name("ls");
-    let (stem, n) = probe.rsplit_once('.').unwrap();
-    let n: u64 = n.parse().unwrap();
-    let mut planted = Vec::new();
-    for i in n + 1..n + 40 {
-        for dir in ["usr/bin", "usr/lib/oxidizr-arch/store", "var/lib/oxidizr-arch/sidecars"] {
+    assert!(probe.ends_with(&format!(".{START}")), "the pinned sequence names the temp file: {probe}");
+    let stem = probe.strip_suffix(&format!(".{START}")).unwrap();
+    let mut planted = std::collections::BTreeSet::new();
+    for i in START + offset..START + offset + SPAN {
+        if (i - START) % 4 == 3 {
+            continue; // one free number in four: every writer finds a name within 64 tries
+        }
+        for dir in DIRS {
             fs::create_dir_all(k.path.join(dir)).unwrap();
             for purpose in ["ls", "ls.json"] {
                 let name = stem.replace(".ls.", &format!(".{purpose}.")) + &format!(".{i}");
                 let p = k.path.join(dir).join(name);
                 std::os::unix::fs::symlink(&target, &p).unwrap();
-                planted.push(p);
+                planted.insert(p);
             }
         }
     }
-    let t = with_managed(k, |m, log| take_over(m, "ls", LINK, "ls", log)).unwrap();
-    assert!(t.changed);
-    with_managed(k, |m, log| restore(m, "ls", log)).unwrap();
+    tmp_testing::pin_sequence(START);
+    let t = with_managed(k, |m, log| take_over(m, "ls", LINK, "ls", log));
+    let r = with_managed(k, |m, log| restore(m, "ls", log));
+    let met = tmp_testing::stepped_over();
+    tmp_testing::unpin();
+    assert!(t.unwrap().changed);
+    r.unwrap();
     assert_eq!(fs::read_to_string(&target).unwrap(), "precious", "the victim is untouched");
-    for p in planted {
-        assert_eq!(fs::read_link(&p).unwrap(), target, "planted link left as it was: {}", p.display());
+    for p in &planted {
+        assert_eq!(fs::read_link(p).unwrap(), target, "planted link left as it was: {}", p.display());
+    }
+    // The premise: the kernel met planted names, in every directory it wrote.
+    assert!(
+        !met.is_empty(),
+        "the kernel met none of the {} planted temporary names: the test proved nothing",
+        planted.len()
+    );
+    for p in &met {
+        assert!(planted.contains(p), "stepped over a name the test did not plant: {}", p.display());
+    }
+    eprintln!("the kernel met and stepped over {} of {} planted temporary names", met.len(), planted.len());
+    for dir in DIRS {
+        let d = k.path.join(dir);
+        assert!(
+            met.iter().any(|p| p.parent() == Some(d.as_path())),
+            "the kernel met no planted temporary name in {dir} (met: {met:?})"
+        );
     }
 }
 
