@@ -46,11 +46,11 @@ trap stop_renamers EXIT
 mv=/opt/oxidizr-testbed/gnu/mv
 [ -x "$mv" ] || fail "precondition: no pristine GNU mv at $mv"
 for i in 1 2 3; do
-    mkdir -p "$scratch/f$i" && : >"$scratch/f$i/a"
+    mkdir -p "$scratch/f$i"; : >"$scratch/f$i/a"
     ( set +e; cd "$scratch/f$i" && while :; do "$mv" a b; "$mv" b a; done ) >/dev/null 2>>/tmp/renamers.err &
     renamers+=($!)
 done
-mkdir -p "$scratch/d/one/sub" && : >"$scratch/d/one/sub/file"
+mkdir -p "$scratch/d/one/sub"; : >"$scratch/d/one/sub/file"
 ( set +e; cd "$scratch/d" && while :; do "$mv" one two; "$mv" two one; done ) >/dev/null 2>>/tmp/renamers.err &
 renamers+=($!)
 # A tight loop without a fork per rename: far more renames per second.

@@ -182,6 +182,30 @@ degraded_with() {
     }
 }
 
+# run_case FUNCTION: runs FUNCTION in a subshell with errexit in force and
+# sets CASE_STATUS to its exit status. Call it as a plain command, never in
+# an `if`, `while`, `!`, `&&` or `||`: bash ignores set -e in everything
+# such a condition runs (functions and subshells included), so a failed step
+# would go on and the case pass. It checks that itself (a probe subshell
+# whose `false` must stop it) and fails the scenario when called so.
+run_case() {
+    local probe
+    set +e
+    (
+        set -e
+        false
+        exit 0
+    )
+    probe=$?
+    (
+        set -e
+        "$1"
+    )
+    CASE_STATUS=$?
+    set -e
+    [ "$probe" != 0 ] || fail "run_case $1 was called inside a condition: set -e is ignored there"
+}
+
 # hostile_done NAME: the closing count line; every case counts in
 # `test-orch/run test` (/artifacts/e2e-NAME.counts: "PASSED FAILED").
 hostile_done() {

@@ -42,7 +42,7 @@ step "never used"
 hook_stdin_cases
 
 case_begin "no GNU package in the database"
-rm -rf $M/var/lib/pacman/local/coreutils-* $M/var/lib/pacman/local/findutils-* && snap
+rm -rf $M/var/lib/pacman/local/coreutils-* $M/var/lib/pacman/local/findutils-*; snap
 expect_error E_POLICY use uutils
 reason_has "nothing to manage"
 unchanged; intact
@@ -56,7 +56,7 @@ unchanged; intact
 case_end
 
 case_begin "ENOSPC: a 64 KiB tmpfs at /usr/lib/oxidizr-arch"
-mkdir -p $L && mount -t tmpfs -o size=64k tmpfs $L && snap
+mkdir -p $L; mount -t tmpfs -o size=64k tmpfs $L; snap
 expect_error E_EXDEV use uutils
 reason_has "No space left on device"
 diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
@@ -66,7 +66,7 @@ intact
 case_end
 
 case_begin "ENOSPC: the store fits, the generation does not (inode-limited tmpfs)"
-mkdir -p $L && mount -t tmpfs -o size=64m,nr_inodes=$((n_applets + 12)) tmpfs $L && snap
+mkdir -p $L; mount -t tmpfs -o size=64m,nr_inodes=$((n_applets + 12)) tmpfs $L; snap
 expect_error E_IO use uutils
 reason_has "No space left on device"
 diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
@@ -76,14 +76,14 @@ intact
 case_end
 
 case_begin "read-only /usr/lib/oxidizr-arch"
-mkdir -p $L && mount --bind $L $L && mount -o remount,bind,ro $L && snap
+mkdir -p $L; mount --bind $L $L; mount -o remount,bind,ro $L; snap
 expect_error E_IO use uutils
 reason_has "Read-only file system"
 unchanged; intact
 case_end
 
 case_begin "read-only /usr/bin"
-mount --bind $M/usr/bin $M/usr/bin && mount -o remount,bind,ro $M/usr/bin && snap
+mount --bind $M/usr/bin $M/usr/bin; mount -o remount,bind,ro $M/usr/bin; snap
 expect_error E_IO use uutils
 reason_has "Read-only file system"
 diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
@@ -97,7 +97,7 @@ oxidizr-hook use uutils >/dev/null
 hook_stdin_cases
 
 case_begin "read-only /usr/lib/oxidizr-arch, enabled"
-mount --bind $L $L && mount -o remount,bind,ro $L && snap
+mount --bind $L $L; mount -o remount,bind,ro $L; snap
 expect_error E_IO use gnu
 reason_has "Read-only file system"
 unchanged; intact
@@ -105,7 +105,7 @@ degraded_with E_IO
 case_end
 
 case_begin "read-only /var/lib/oxidizr-arch"
-mount --bind $S $S && mount -o remount,bind,ro $S && snap
+mount --bind $S $S; mount -o remount,bind,ro $S; snap
 expect_error E_LOCKING use gnu
 reason_has "Read-only file system"
 unchanged; intact

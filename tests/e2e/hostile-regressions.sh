@@ -12,10 +12,13 @@ n_applets=$(wc -l </etc/hostile.applets)
 still=()
 fixed=()
 
-# regression ID TITLE FUNCTION: runs FUNCTION (one case) in a subshell.
+# regression ID TITLE FUNCTION: runs FUNCTION (one case) in a subshell
+# with errexit in force (run_case: never inside an `if`, where bash ignores
+# set -e and a failed setup step would pass).
 regression() {
     local id=$1 title=$2 fn=$3
-    if (set -e; $fn); then
+    run_case "$fn"
+    if [ "$CASE_STATUS" = 0 ]; then
         fixed+=("$id")
         echo "    ok: $id ($title)"
     else
@@ -26,6 +29,18 @@ regression() {
     HOSTILE_CASES=$((HOSTILE_CASES + 1))
 }
 
+# The runner itself can fail: a case whose first step fails must count as
+# failed, never as passed (the old `if (set -e; $fn)` passed it).
+runner_canary() {
+    false
+    echo "not reached"
+}
+run_case runner_canary
+[ "$CASE_STATUS" != 0 ] || fail "the case runner passed a case whose first step failed"
+# And a case that succeeds is seen as passed.
+run_case true
+[ "$CASE_STATUS" = 0 ] || fail "the case runner failed a case that succeeded"
+
 step "never used"
 
 # K1 src/store.rs harvest_all -> src/kernel/harvest.rs harvest(): the engine
@@ -34,8 +49,10 @@ step "never used"
 # kernel's E_POLICY "immutable (chattr +i)".
 k1() {
     NEST_FS=ext4 case_begin "K1: an immutable /usr/bin/ls (chattr +i)"
-    chattr +i $M/usr/bin/ls && snap
-    in_nest oxidizr-hook --json use uutils >/tmp/case.out 2>/tmp/case.err || true
+    chattr +i $M/usr/bin/ls; snap
+    local got=0
+    in_nest oxidizr-hook --json use uutils >/tmp/case.out 2>/tmp/case.err || got=$?
+    [ "$got" = "${EXIT_OF[E_POLICY]}" ] || fail "$CASE: exited $got, expected ${EXIT_OF[E_POLICY]} (E_POLICY)"
     intact
     diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
     jq -e '.error.id == "E_POLICY" and (.error.reason | contains("immutable"))' /tmp/case.out >/dev/null ||
@@ -50,7 +67,7 @@ regression K1 "immutable target: E_POLICY naming chattr +i" k1
 # (verify then reports a foreign entry).
 k5() {
     case_begin "K5: a build that fails with ENOSPC leaves no staging tree"
-    mkdir -p $L && mount -t tmpfs -o size=64m,nr_inodes=$((n_applets + 12)) tmpfs $L
+    mkdir -p $L; mount -t tmpfs -o size=64m,nr_inodes=$((n_applets + 12)) tmpfs $L
     expect_error E_IO use uutils
     left=$(ls -A $L/generations)
     [ -z "$left" ] || fail "$CASE: left in generations/: $left"
@@ -64,7 +81,7 @@ regression K5 "failed build: staging tree removed" k5
 # says "N degraded" in its text but "degraded": false.
 k8() {
     case_begin "K8: an EXDEV harvest fact has degraded: true"
-    mkdir -p $L && mount -t tmpfs -o size=64m tmpfs $L
+    mkdir -p $L; mount -t tmpfs -o size=64m tmpfs $L
     expect_ok use uutils
     jq -e 'select(.stage == "harvest") | .degraded == true' $M/var/log/oxidizr-arch/facts.jsonl >/dev/null ||
         fail "$CASE: $(grep '"harvest"' $M/var/log/oxidizr-arch/facts.jsonl | tail -1)"
@@ -97,7 +114,7 @@ oxidizr-hook use uutils >/dev/null
 # system that verify --repair then refuses to fix).
 k2() {
     case_begin "K2: disable with someone else's symlink at /usr/bin/cat refuses before any change"
-    ln -sfn /usr/bin/busybox $M/usr/bin/cat && snap
+    ln -sfn /usr/bin/busybox $M/usr/bin/cat; snap
     expect_error E_OWNERSHIP disable
     intact cat
     unchanged
@@ -110,7 +127,7 @@ regression K2 "disable: refused before any change" k2
 # refuses early, a failure after the flip rolls back).
 k3() {
     case_begin "K3: use gnu with a corrupt sidecar refuses before the flip"
-    head -c 30 $S/sidecars/ls.json >/tmp/cut && cat /tmp/cut >$S/sidecars/ls.json && snap
+    head -c 30 $S/sidecars/ls.json >/tmp/cut; cat /tmp/cut >$S/sidecars/ls.json; snap
     expect_error E_STATE_CORRUPT use gnu
     intact
     unchanged
@@ -122,7 +139,7 @@ regression K3 "corrupt sidecar: refused before the flip" k3
 # stays, with no live smoke and no rollback.
 k4() {
     case_begin "K4: use gnu with profiles/ replaced by a symlink refuses before the flip"
-    mkdir -p $M/etc/victim && mv $L/profiles $L/profiles.old && ln -s /etc/victim $L/profiles && snap
+    mkdir -p $M/etc/victim; mv $L/profiles $L/profiles.old; ln -s /etc/victim $L/profiles; snap
     expect_error E_POLICY use gnu
     intact
     unchanged
@@ -134,7 +151,7 @@ regression K4 "planted profiles symlink: refused before the flip" k4
 # while a profile pointer names it: verify --repair never converges.
 k6() {
     case_begin "K6: verify --repair converges after a corrupt manifest"
-    head -c 50 $L/generations/1/manifest.json >/tmp/cut && cat /tmp/cut >$L/generations/1/manifest.json
+    head -c 50 $L/generations/1/manifest.json >/tmp/cut; cat /tmp/cut >$L/generations/1/manifest.json
     in_nest oxidizr-hook verify --repair >/tmp/case.out 2>&1 || true
     expect_ok verify
     intact
@@ -147,7 +164,7 @@ regression K6 "corrupt manifest: verify --repair converges" k6
 # like foreign entries in generations/).
 k7() {
     case_begin "K7: a foreign directory in store/gnu survives gc"
-    mkdir -p $L/store/gnu/not-ours && echo precious >$L/store/gnu/not-ours/data
+    mkdir -p $L/store/gnu/not-ours; echo precious >$L/store/gnu/not-ours/data
     expect_ok use gnu
     [ "$(cat $L/store/gnu/not-ours/data $L/quarantine/*/data 2>/dev/null)" = precious ] ||
         fail "$CASE: the foreign file was deleted"

@@ -10,33 +10,33 @@
 hostile_setup
 L=$M/usr/lib/oxidizr-arch
 S=$M/var/lib/oxidizr-arch
-mkdir -p /etc/victim && echo precious >/etc/victim/file
+mkdir -p /etc/victim; echo precious >/etc/victim/file
 
 step "never used: hostile /usr/bin entries and planted trees"
 
 case_begin "a directory at /usr/bin/ls"
-rm $M/usr/bin/ls && mkdir $M/usr/bin/ls && snap
+rm $M/usr/bin/ls; mkdir $M/usr/bin/ls; snap
 expect_error E_OWNERSHIP use uutils
 reason_has "/usr/bin/ls is a directory"
 unchanged; intact ls
 case_end
 
 case_begin "a fifo at /usr/bin/cat"
-rm $M/usr/bin/cat && mkfifo $M/usr/bin/cat && snap
+rm $M/usr/bin/cat; mkfifo $M/usr/bin/cat; snap
 expect_error E_OWNERSHIP use uutils
 reason_has "/usr/bin/cat"
 unchanged; intact cat
 case_end
 
 case_begin "someone else's symlink at /usr/bin/cat"
-ln -sfn /usr/bin/busybox $M/usr/bin/cat && snap
+ln -sfn /usr/bin/busybox $M/usr/bin/cat; snap
 expect_error E_OWNERSHIP use uutils
 reason_has "/usr/bin/cat is a symlink"
 unchanged; intact cat
 case_end
 
 case_begin "someone else's symlink planted in the store at an applet's name"
-mkdir -p $L/store/gnu/coreutils-9.10-1 && ln -s /etc/victim/file $L/store/gnu/coreutils-9.10-1/ls && snap
+mkdir -p $L/store/gnu/coreutils-9.10-1; ln -s /etc/victim/file $L/store/gnu/coreutils-9.10-1/ls; snap
 expect_error E_OWNERSHIP use uutils
 reason_has "coreutils-9.10-1/ls is a symlink"
 # Harvesting may have added links of other applets to the store; nothing else.
@@ -48,7 +48,7 @@ intact
 case_end
 
 case_begin "a different regular file planted in the store at an applet's name"
-mkdir -p $L/store/gnu/coreutils-9.10-1 && echo planted >$L/store/gnu/coreutils-9.10-1/ls
+mkdir -p $L/store/gnu/coreutils-9.10-1; echo planted >$L/store/gnu/coreutils-9.10-1/ls
 # The store holds what pacman installed for that version: the planted bytes are replaced.
 expect_ok use uutils
 [ "$(sha256sum <$L/store/gnu/coreutils-9.10-1/ls | cut -d' ' -f1)" = "$(awk '$2 == "ls" { print $1 }' /etc/hostile.pristine)" ] ||
@@ -57,7 +57,7 @@ intact
 case_end
 
 case_begin "the store's package directory is a symlink to /etc/victim"
-mkdir -p $L/store/gnu && ln -s /etc/victim $L/store/gnu/coreutils-9.10-1 && snap
+mkdir -p $L/store/gnu; ln -s /etc/victim $L/store/gnu/coreutils-9.10-1; snap
 expect_error E_POLICY use uutils
 reason_has "symlinks are never followed"
 unchanged; intact
@@ -65,14 +65,14 @@ unchanged; intact
 case_end
 
 case_begin "/usr/lib/oxidizr-arch is a symlink to /etc/victim"
-mkdir -p $M/usr/lib && ln -s /etc/victim $L && snap
+mkdir -p $M/usr/lib; ln -s /etc/victim $L; snap
 expect_error E_POLICY use uutils
 unchanged; intact
 [ "$(ls $M/etc/victim)" = file ] || fail "$CASE: something was created in the victim"
 case_end
 
 case_begin "generations/1 planted as a symlink to /etc/victim"
-mkdir -p $L/generations && ln -s /etc/victim $L/generations/1 && snap
+mkdir -p $L/generations; ln -s /etc/victim $L/generations/1; snap
 expect_error E_POLICY use uutils
 reason_has "cannot publish"
 diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
@@ -84,7 +84,7 @@ intact
 case_end
 
 case_begin "an unparsable configuration file"
-mkdir -p $M/etc/oxidizr-arch && echo '[[[family' >$M/etc/oxidizr-arch/config.toml && snap
+mkdir -p $M/etc/oxidizr-arch; echo '[[[family' >$M/etc/oxidizr-arch/config.toml; snap
 expect_error E_CONFIG use uutils
 reason_has "/etc/oxidizr-arch/config.toml"
 unchanged; intact
@@ -96,11 +96,11 @@ oxidizr-hook use uutils >/dev/null
 [ "$(readlink /usr/lib/oxidizr-arch/active)" = generations/2 ] || fail "setup: active is $(readlink /usr/lib/oxidizr-arch/active)"
 
 # corrupt FILE BYTES: keeps only the first BYTES bytes (0: empty).
-truncate_to() { head -c "$2" "$1" >/tmp/cut && cat /tmp/cut >"$1"; }
+truncate_to() { head -c "$2" "$1" >/tmp/cut; cat /tmp/cut >"$1"; }
 
 for how in "truncated:40" "empty:0"; do
     case_begin "state.json ${how%:*}"
-    truncate_to $S/state.json "${how#*:}" && snap
+    truncate_to $S/state.json "${how#*:}"; snap
     expect_error E_STATE_CORRUPT use gnu
     reason_has "/var/lib/oxidizr-arch/state.json is corrupt"
     expect_error E_STATE_CORRUPT status
@@ -110,7 +110,7 @@ for how in "truncated:40" "empty:0"; do
 done
 
 case_begin "state.json of an unknown schema"
-jq '.schema = 99' $S/state.json >/tmp/s && cat /tmp/s >$S/state.json && snap
+jq '.schema = 99' $S/state.json >/tmp/s; cat /tmp/s >$S/state.json; snap
 expect_error E_STATE_CORRUPT use gnu
 reason_has "unknown schema 99"
 unchanged; intact
@@ -118,7 +118,7 @@ case_end
 
 case_begin "state.json replaced by a symlink to /etc/passwd"
 cp $M/etc/passwd /tmp/passwd.before
-rm $S/state.json && ln -s /etc/passwd $S/state.json && snap
+rm $S/state.json; ln -s /etc/passwd $S/state.json; snap
 expect_error E_STATE_CORRUPT use gnu
 reason_has "is a symlink, not a regular file"
 unchanged; intact
@@ -130,7 +130,7 @@ for how in "truncated" "of another applet" "a symlink to /etc/passwd"; do
     case $how in
     truncated) truncate_to $S/sidecars/ls.json 30 ;;
     "of another applet") cp $S/sidecars/cat.json $S/sidecars/ls.json ;;
-    *) rm $S/sidecars/ls.json && ln -s /etc/passwd $S/sidecars/ls.json ;;
+    *) rm $S/sidecars/ls.json; ln -s /etc/passwd $S/sidecars/ls.json ;;
     esac
     snap
     # The active generation realizes the plan: only the links are checked.
@@ -144,7 +144,7 @@ for how in "truncated" "of another applet" "a symlink to /etc/passwd"; do
 done
 
 case_begin "the manifest of generation 1 (not active) is truncated"
-truncate_to $L/generations/1/manifest.json 50 && snap
+truncate_to $L/generations/1/manifest.json 50; snap
 expect_error E_STATE_CORRUPT rollback
 reason_has "/usr/lib/oxidizr-arch/generations/1/manifest.json is corrupt"
 unchanged; intact
@@ -156,7 +156,7 @@ jq -e '.problems | any(.code == "foreign-entry" and (.detail | contains("generat
 case_end
 
 case_begin "the manifest of the active generation is truncated"
-truncate_to $L/generations/2/manifest.json 50 && snap
+truncate_to $L/generations/2/manifest.json 50; snap
 # The damaged generation no longer proves it realizes the plan: a new one is built.
 expect_ok use uutils
 [ "$(readlink $L/active)" = generations/3 ] || fail "$CASE: active is $(readlink $L/active)"
@@ -199,7 +199,7 @@ case_end
 
 case_begin "a foreign file in a store directory, a profile pointer replaced by a file"
 echo planted >$L/store/gnu/coreutils-9.10-1/planted
-rm $L/profiles/gnu && echo planted >$L/profiles/gnu && snap
+rm $L/profiles/gnu; echo planted >$L/profiles/gnu; snap
 # Refused before anything is built or flipped: the pointer is not ours.
 expect_error E_POLICY use gnu
 unchanged
