@@ -39,5 +39,7 @@ if [ "$ignored" -gt 0 ]; then
     failed=$((failed + ignored))
 fi
 say "cargo test: $passed passed, $failed failed, $ignored ignored"
+# The traceability gate (test-orch/lib/trace-check.sh) reads which tests ran.
+cp "$log" /artifacts/cargo-test.log
 echo "$passed $failed" >/artifacts/cargo.counts
 [ "$status" = 0 ] && [ "$failed" = 0 ]
