@@ -281,7 +281,7 @@ fn repair(e: &mut Engine, s: &mut State) -> Result<Output> {
         actions.extend(verify::repair::repair_modes(e)?);
         // Damaged stored GNU binaries first, from pacman's package cache, so
         // the rebuilt generation records their healed digests.
-        if before.iter().any(|p| p.code == "store-damaged") {
+        if before.iter().any(|p| p.code == "store-damaged" || p.code == "store-not-pacmans") {
             refetched = verify::repair::refetch_store(e)?;
             actions.extend(refetched.iter().map(verify::repair::Refetch::line));
         }

@@ -11,7 +11,7 @@ use super::plan::{Plan, Source};
 use super::store;
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::takeover::Known;
-use crate::kernel::Entry;
+use crate::kernel::{Dir, Entry};
 use crate::model::intent::{Intent, INTENT_SCHEMA};
 use crate::model::layout::{managed_link, store_dir_name, LIB};
 use crate::model::state::{now, HistoryEntry, Profile, State};
@@ -70,23 +70,27 @@ impl Engine {
                 return Ok(Applied::UpToDate { generation: n });
             }
         }
-        let harvest = store::harvest_all(&self.layout, &store::gnu_sources(&gnu_plan), &mut self.log)?;
+        let gnu_sources = store::gnu_sources(&gnu_plan);
+        let harvest = store::harvest_all(&self.layout, &gnu_sources, &mut self.log)?;
         self.degraded |= harvest.degraded > 0;
+        let pacman = store::check_against_pacman(&self.opts.dbpath, &gnu_sources, &harvest)?;
         for (applet, sha) in &harvest.sha256 {
             if let Some(k) = self.observed.get_mut(applet) {
                 k.sha256 = Some(sha.clone());
             }
         }
-        self.fact(
+        let mut fact = self.base_fact(
             "harvest",
             format!(
-                "{} harvested, {} already stored, {} degraded",
-                harvest.harvested, harvest.already, harvest.degraded
+                "{} harvested, {} already stored, {} degraded; {} match pacman's mtree, {} without a record",
+                harvest.harvested, harvest.already, harvest.degraded, pacman.matched, pacman.unrecorded
             ),
             None,
             active,
             None,
         );
+        fact.backup_durable = Some(true);
+        self.emit(fact);
         let n = self.allocate(state)?;
         self.record_intent(active, Some(n), Some(profile))?;
         crate::kernel::crash::point("engine:after-intent");
@@ -128,6 +132,15 @@ impl Engine {
             ));
         }
         let bin = self.layout.bin()?;
+        // The mounts must allow what we do: links written in /usr/bin, and
+        // our tree written and executed from (nearest existing directory).
+        super::mounts::check(&bin, super::mounts::Need::Write, "/usr/bin")?;
+        let (ours, ours_shown) = self.nearest_of_lib()?;
+        super::mounts::check(&ours, super::mounts::Need::WriteExec, &ours_shown)?;
+        self.fs_types = Some(BTreeMap::from([
+            ("/usr/bin".to_string(), super::mounts::fs_type(&bin)?),
+            (ours_shown, super::mounts::fs_type(&ours)?),
+        ]));
         for applet in plan.applets.keys() {
             match bin.entry(applet)? {
                 // An immutable or append-only file is refused before the
@@ -161,19 +174,47 @@ impl Engine {
         // managed (GNU coreutils replaced by another package, the family
         // unmanaged) there is nothing of theirs to switch or rescue.
         let manages_rescue_tool = plan.applets.keys().any(|a| crate::smoke::rescue::GNU_RESCUE.contains(&a.as_str()));
+        let fs_types = self.fs_types.take();
         if !self.opts.dry_run && manages_rescue_tool {
-            let rescue = crate::smoke::rescue::check(&self.smoke_config(), &self.rescue_store_dirs(gnu_plan)?)?;
-            self.fact("preflight", format!("rescue toolset: {rescue}"), None, None, None);
+            let (decision, error, profile, result) =
+                match crate::smoke::rescue::check(&self.smoke_config(), &self.rescue_store_dirs(gnu_plan)?) {
+                    Ok(rescue) => (format!("rescue toolset: {rescue}"), None, rescue.to_string(), Ok(())),
+                    Err(e) => (e.to_string(), Some(e.id), "none".to_string(), Err(e)),
+                };
+            let mut fact = self.base_fact("preflight", decision, error, None, None);
+            fact.rescue_profile = Some(profile);
+            fact.fs_types = fs_types;
+            self.emit(fact);
+            result?;
         } else if !self.opts.dry_run {
-            self.fact(
+            let mut fact = self.base_fact(
                 "preflight",
                 "rescue toolset: not needed (no core tool is managed)".to_string(),
                 None,
                 None,
                 None,
             );
+            fact.fs_types = fs_types;
+            self.emit(fact);
         }
         Ok(())
+    }
+
+    /// Our tree, or its nearest existing parent (`/usr/lib`, `/usr`) before
+    /// the first run, opened without creating anything; with its path for
+    /// messages.
+    fn nearest_of_lib(&self) -> Result<(Dir, String)> {
+        let mut path = LIB.to_string();
+        loop {
+            if self.opts.root.join(&path).is_dir() {
+                return Ok((self.layout.dir(&path, false)?, format!("/{path}")));
+            }
+            match path.rfind('/') {
+                Some(i) => path.truncate(i),
+                // /usr exists: /usr/bin was opened before.
+                None => return Ok((self.layout.dir("usr", false)?, "/usr".to_string())),
+            }
+        }
     }
 
     /// The store directories the rescue check may find GNU tools in (paths
@@ -344,13 +385,20 @@ impl Engine {
     pub fn activate(&mut self, manifest: &Manifest, gnu_plan: &Plan) -> Result<SmokeReport> {
         let before = generation::flip(&self.layout, manifest.generation, manifest.profile, &mut self.log)?;
         crate::kernel::crash::point("engine:after-flip");
-        self.fact(
+        let mut fact = self.base_fact(
             "flip",
             format!("active -> generations/{}", manifest.generation),
             None,
             before,
             Some(manifest.generation),
         );
+        // The generation flipped away from is still there (GC runs after the
+        // commit): its manifest names its profile.
+        fact.from_profile = before
+            .and_then(|b| generation::read_manifest(&self.layout, b).ok())
+            .map(|m| m.profile.as_str().to_string());
+        fact.to_profile = Some(manifest.profile.as_str().to_string());
+        self.emit(fact);
         let plan = Plan {
             profile: manifest.profile,
             applets: manifest.applets.clone(),
@@ -359,6 +407,20 @@ impl Engine {
         };
         self.link_all(&plan, gnu_plan)?;
         crate::kernel::crash::point("engine:after-link");
+        // Best effort, never a failure: the outcome rides on the later facts.
+        self.relabel = Some(super::mac::relabel(&super::mac::decide_here(&self.opts.root)));
+        // Post-flip validation: every file capability recorded at harvest
+        // is still on its kept file. A loss is damage to the store, not to
+        // the flip (rolling back cannot give it back): said loudly, and
+        // `verify` reports `capability-lost` until the package is reinstalled.
+        let (checked, lost) = store::capabilities(self)?;
+        if !lost.is_empty() {
+            let text = lost.join("; ");
+            self.fact("capabilities", text, Some(ErrorId::BackupMissing), before, Some(manifest.generation));
+        } else if checked > 0 {
+            let text = format!("{checked} file capabilities recorded at harvest are present after the flip");
+            self.fact("capabilities", text, None, before, Some(manifest.generation));
+        }
         let mut live = verdict::live(&self.smoke_config(), &manifest.applets, &manifest.smoke);
         if crate::kernel::crash::fault("live-smoke") {
             injected_failure(&mut live);

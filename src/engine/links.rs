@@ -68,13 +68,17 @@ impl Engine {
             let text = format!("no longer shipped, left absent as pacman removed it: {}", dropped.join(", "));
             self.fact("drop", text, None, None, None);
         }
-        self.fact(
+        let mut fact = self.base_fact(
             "link",
             format!("{linked} linked, {restored} restored (no longer managed), {} dropped", dropped.len()),
             None,
             None,
             None,
         );
+        // take_over_many made every sidecar durable before the first name
+        // changed, and every renamed name's directory after.
+        fact.backup_durable = Some(true);
+        self.emit(fact);
         Ok(())
     }
 
@@ -147,6 +151,23 @@ impl Engine {
     pub(super) fn restore_one(&mut self, bin: &Dir, sidecars: &Dir, name: &str) -> Result<Restored> {
         let sc = sidecar::read(sidecars, name)?
             .ok_or_else(|| Error::new(ErrorId::BackupMissing, format!("no sidecar for /usr/bin/{name}")))?;
+        let before = bin.entry(name)?.kind();
+        let r = self.restore_from(bin, sidecars, name, &sc)?;
+        let after = bin.entry(name)?.kind();
+        let reason = match r {
+            Restored::Restored { .. } => "restored",
+            Restored::AlreadyRestored => "idempotent_noop",
+        };
+        let mut fact =
+            self.base_fact("restore", format!("/usr/bin/{name}: {before} -> {after} ({reason})"), None, None, None);
+        (fact.before_kind, fact.after_kind, fact.reason) =
+            (Some(before.to_string()), Some(after.to_string()), Some(reason.to_string()));
+        self.emit(fact);
+        Ok(r)
+    }
+
+    /// [`Engine::restore_one`]'s work, without its fact.
+    fn restore_from(&mut self, bin: &Dir, sidecars: &Dir, name: &str, sc: &sidecar::Sidecar) -> Result<Restored> {
         if pacman_wrote(bin, name)? {
             sidecars.remove_file(&sidecar::sidecar_name(name))?;
             return Ok(Restored::AlreadyRestored);

@@ -21,6 +21,8 @@ mod gc;
 pub mod generation;
 mod links;
 pub mod lock;
+pub mod mac;
+pub mod mounts;
 pub mod plan;
 mod recover;
 mod rollback;
@@ -127,6 +129,10 @@ pub struct Engine {
     released: Option<u64>,
     /// Every fsync of this run.
     pub log: FsyncLog,
+    /// The filesystem types preflight found, for its fact.
+    fs_types: Option<BTreeMap<String, String>>,
+    /// What was done about SELinux labels after this run's last flip.
+    relabel: Option<String>,
 }
 
 impl Engine {
@@ -151,6 +157,8 @@ impl Engine {
             guard: None,
             released: None,
             log: FsyncLog::default(),
+            fs_types: None,
+            relabel: None,
         })
     }
 
@@ -163,7 +171,28 @@ impl Engine {
         from: Option<u64>,
         to: Option<u64>,
     ) {
-        let fact = Fact {
+        let fact = self.base_fact(stage, decision, error, from, to);
+        self.emit(fact);
+    }
+
+    /// Records a fact built by [`Engine::base_fact`] and completed by the caller.
+    fn emit(&mut self, fact: Fact) {
+        self.facts.emit(&fact);
+        self.last_fact = Instant::now();
+    }
+
+    /// A fact with the fields every fact carries (times, flags, lock,
+    /// fsync, relabel); the caller may add the optional ones.
+    fn base_fact(
+        &self,
+        stage: &str,
+        decision: impl Into<String>,
+        error: Option<ErrorId>,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Fact {
+        let (fsync_ms, severity) = crate::model::facts::fsync_fields(&self.log);
+        Fact {
             schema: FACTS_SCHEMA,
             ts: now(),
             op_id: self.op_id.clone(),
@@ -179,9 +208,11 @@ impl Engine {
             slow_fsync: self.log.has_slow(),
             lock_wait_ms: self.lock.map(|(ms, _)| ms),
             lock_attempts: self.lock.map(|(_, n)| n),
-        };
-        self.facts.emit(&fact);
-        self.last_fact = Instant::now();
+            fsync_ms,
+            severity,
+            relabel: self.relabel.clone(),
+            ..Fact::default()
+        }
     }
 
     /// The generation whose rollback hold this run released (a new

@@ -3,7 +3,7 @@
 //! before anything points away from it. A GNU binary is never lost: its
 //! bytes are at `/usr/bin/<applet>` or in the store, always.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::plan::{Plan, Source};
 use crate::error::{Error, ErrorId, Result};
@@ -11,6 +11,7 @@ use crate::kernel::digest::sha256_fd;
 use crate::kernel::harvest::{harvest_many, HarvestItem};
 use crate::kernel::{Dir, Entry, FsyncLog};
 use crate::model::layout::{managed_link, store_dir_name, Layout, LIB};
+use crate::pacman::mtree::{Records, Verdict};
 
 /// The result of harvesting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,51 @@ pub struct Harvest {
     pub degraded: usize,
     /// sha256 of every GNU applet's stored file.
     pub sha256: BTreeMap<String, String>,
+    /// Applets whose file was already only in the store (our link at
+    /// `/usr/bin`): not checked against pacman at harvest (verify's job).
+    pub in_store: BTreeSet<String>,
+}
+
+/// What [`check_against_pacman`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PacmanCheck {
+    /// Files whose sha256 is the one pacman's local mtree records.
+    pub matched: usize,
+    /// Files of packages without a readable record (nothing concluded).
+    pub unrecorded: usize,
+}
+
+/// Every GNU file harvested from `/usr/bin` now (a file pacman wrote) is
+/// trusted only when it matches pacman's own record: the `sha256digest` of
+/// `usr/bin/<applet>` in the package's local mtree (each package's mtree
+/// read once). A file that differs is refused with `E_OWNERSHIP`, naming
+/// the package, the file and both digests. Files already only in the store
+/// are `verify`'s (`store-damaged`, `store-not-pacmans`, healed by
+/// `verify --repair`), not a reason to refuse a rebuild.
+pub fn check_against_pacman(
+    dbpath: &std::path::Path,
+    gnu: &BTreeMap<String, (String, String)>,
+    harvest: &Harvest,
+) -> Result<PacmanCheck> {
+    let mut pacman = Records::new(dbpath);
+    let mut out = PacmanCheck::default();
+    for (applet, sha) in &harvest.sha256 {
+        let Some((package, version)) = gnu.get(applet) else { continue };
+        if harvest.in_store.contains(applet) {
+            continue;
+        }
+        match pacman.judge(package, version, applet, &format!("/usr/bin/{applet}"), sha) {
+            Verdict::Matches => out.matched += 1,
+            Verdict::Unrecorded(_) => out.unrecorded += 1,
+            Verdict::Differs(why) => {
+                return Err(Error::new(
+                    ErrorId::Ownership,
+                    format!("{why}; it changed after pacman installed it: reinstall {package}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The store directory of a GNU package version (created on demand).
@@ -98,6 +144,7 @@ fn stored_already(store: &Dir, applet: &str, package: &str, version: &str, out: 
         )
     })?;
     out.already += 1;
+    out.in_store.insert(applet.to_string());
     out.sha256.insert(applet.to_string(), sha256_fd(&fd, &store.show(applet))?);
     Ok(())
 }
@@ -130,6 +177,52 @@ pub fn store_package(backup_dir: &str) -> Option<(String, String)> {
         return None;
     }
     Some((name.to_string(), format!("{pkgver}-{pkgrel}")))
+}
+
+/// The xattr of a file capability (setcap).
+pub const CAPABILITY_XATTR: &str = "security.capability";
+
+/// Every kept GNU binary whose sidecar recorded a `security.capability`
+/// at harvest still has one (the flip never copies the file: the store
+/// holds the inode pacman wrote, so a loss is damage done to it since).
+/// Checked after every flip and by `verify` (`capability-lost`). Returns
+/// how many kept files had one recorded, and one sentence per file that
+/// lost it.
+pub fn capabilities(engine: &super::Engine) -> Result<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    let names = engine.managed_names()?;
+    if names.is_empty() {
+        return Ok((0, out));
+    }
+    let sidecars = engine.layout.dir(&format!("{}/sidecars", crate::model::layout::STATE), false)?;
+    let mut seen = BTreeSet::new();
+    for name in names {
+        // An unreadable sidecar is verify's `sidecar-damaged`.
+        let Ok(Some(sc)) = crate::kernel::sidecar::read(&sidecars, &name) else { continue };
+        let crate::kernel::sidecar::Prior::File { xattrs, backup, .. } = &sc.prior else { continue };
+        if !xattrs.iter().any(|x| x == CAPABILITY_XATTR) {
+            continue;
+        }
+        let shown = format!("/{}/{backup}", sc.backup_dir);
+        if !seen.insert(shown.clone()) {
+            continue;
+        }
+        let now = engine
+            .layout
+            .dir(&sc.backup_dir, false)
+            .and_then(|d| d.open_file(backup))
+            .and_then(|fd| crate::kernel::copy::xattr_names(&fd));
+        let package = store_package(&sc.backup_dir).map(|(p, _)| p).unwrap_or_else(|| "its package".into());
+        match now {
+            Ok(n) if n.iter().any(|x| x == CAPABILITY_XATTR) => {}
+            Ok(_) => out.push(format!(
+                "{shown} (/usr/bin/{name}) had {CAPABILITY_XATTR} when harvested and has none now: reinstall {package}"
+            )),
+            // A missing file is verify's `store-damaged`.
+            Err(_) => {}
+        }
+    }
+    Ok((seen.len(), out))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and the same fact to the journal. A fact says what an operation decided
 //! at a stage, with ids that tie the lines of one operation together.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use rustix::fs::{Mode, OFlags};
@@ -85,6 +86,53 @@ pub struct Fact {
     /// How many times the lock was tried (1: it was free).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_attempts: Option<u32>,
+    /// Flip facts: the profile of the generation flipped away from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_profile: Option<String>,
+    /// Flip facts: the profile of the generation flipped to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_profile: Option<String>,
+    /// The slowest fsync of the operation so far, milliseconds (rounded up).
+    pub fsync_ms: u64,
+    /// `warn` once an fsync of the operation took longer than 50 ms
+    /// (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Restore facts: the kind of node at the name before (`file`,
+    /// `symlink`, `none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_kind: Option<String>,
+    /// Restore facts: the kind of node at the name after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_kind: Option<String>,
+    /// Restore facts: `restored`, or `idempotent_noop` when the prior
+    /// state already was in place and nothing was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Preflight facts: the rescue toolset that ran (`busybox`,
+    /// `gnu-subset`), or `none` when the check refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rescue_profile: Option<String>,
+    /// Preflight facts: the filesystem type of `/usr/bin` and of our tree
+    /// (or its nearest existing parent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_types: Option<BTreeMap<String, String>>,
+    /// Harvest and link facts: every kept file and sidecar of the step was
+    /// fsynced with its directory before the step went on (always true:
+    /// a failed fsync fails the step; there is no policy to turn it off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_durable: Option<bool>,
+    /// After a flip: what was done about SELinux labels on our tree (see
+    /// [`crate::engine::mac`]); carried by the operation's later facts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<String>,
+}
+
+/// The fsync fields of a fact from the operation's fsync log: the slowest
+/// fsync in milliseconds, and `warn` when one took longer than 50 ms.
+pub fn fsync_fields(log: &crate::kernel::FsyncLog) -> (u64, Option<String>) {
+    // Rounded up: slow (over 50 ms) exactly when the field says over 50.
+    (log.max_us.div_ceil(1000), log.has_slow().then(|| "warn".to_string()))
 }
 
 /// Appends facts to the facts file (O_APPEND, never through a symlink) and
@@ -204,5 +252,30 @@ mod tests {
             assert!(ids[i + 1..].iter().all(|o| o != id));
             assert!(catalog.contains(&format!("-- {id}\n")), "{id} has no catalog entry");
         }
+    }
+
+    use std::time::Duration;
+
+    #[test]
+    fn a_slow_fsync_gives_its_duration_and_severity_warn() {
+        let mut log = crate::kernel::FsyncLog::default();
+        log.record("fast", Duration::from_millis(3));
+        assert_eq!(fsync_fields(&log), (3, None));
+        log.record("slow", Duration::from_millis(51));
+        assert_eq!(fsync_fields(&log), (51, Some("warn".to_string())));
+        let fact = Fact { fsync_ms: 51, severity: Some("warn".into()), ..Fact::default() };
+        let json: serde_json::Value = serde_json::to_value(&fact).unwrap();
+        assert_eq!(json["fsync_ms"], 51);
+        assert_eq!(json["severity"], "warn");
+        assert!(json.get("before_kind").is_none(), "absent fields stay absent (schema v1, additive)");
+    }
+
+    #[test]
+    fn exactly_fifty_ms_is_not_slow() {
+        let mut log = crate::kernel::FsyncLog::default();
+        log.record("edge", Duration::from_millis(50));
+        assert_eq!(fsync_fields(&log), (50, None));
+        log.record("just over", Duration::from_micros(50_001));
+        assert_eq!(fsync_fields(&log), (51, Some("warn".to_string())));
     }
 }

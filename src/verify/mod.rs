@@ -6,7 +6,7 @@
 
 pub mod repair;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,7 @@ use crate::kernel::{Dir, Entry};
 use crate::model::intent::Intent;
 use crate::model::layout::{managed_link, LIB, LOG, STATE};
 use crate::model::state::State;
+use crate::pacman::mtree::{Records, Verdict};
 use crate::smoke::SmokeTarget;
 
 /// One thing that is wrong.
@@ -30,7 +31,9 @@ use crate::smoke::SmokeTarget;
 pub struct Problem {
     /// A stable code: `intent-pending`, `degraded`, `no-active`, `active-dangling`,
     /// `stale-plan`, `link-missing`, `link-foreign`, `unresolvable`, `unreachable`,
-    /// `dir-mode`, `store-damaged`, `foreign-entry`, `smoke-failed`, `leftover-links`,
+    /// `dir-mode`, `store-damaged`, `store-not-pacmans` (a kept file that its sidecar
+    /// vouches for but pacman's local mtree does not), `capability-lost`,
+    /// `foreign-entry`, `smoke-failed`, `leftover-links`,
     /// `sidecar-damaged`, `stale-lock` (added by the `verify` command: a `db.lck`
     /// left by a crashed oxidizr-hook).
     pub code: &'static str,
@@ -77,6 +80,8 @@ pub fn check(engine: &Engine, state: &State) -> Result<Vec<Problem>> {
     });
     out.extend(unreachable.into_iter().map(|(_, p)| p));
     out.extend(store(engine, &manifest)?);
+    let (_, lost) = crate::engine::store::capabilities(engine)?;
+    out.extend(lost.into_iter().map(|why| problem("capability-lost", why)));
     if out.is_empty() {
         let targets: Vec<SmokeTarget> =
             manifest.applets.keys().map(|a| SmokeTarget { applet: a.clone(), path: format!("/usr/bin/{a}") }).collect();
@@ -391,6 +396,11 @@ fn store(engine: &Engine, _manifest: &Manifest) -> Result<Vec<Problem>> {
         return Ok(out);
     }
     let sidecars = engine.layout.dir(&format!("{}/sidecars", crate::model::layout::STATE), false)?;
+    // pacman's record, each package's mtree read once, only for the
+    // packages whose stored files are checked.
+    let mut pacman = Records::new(&engine.opts.dbpath);
+    // A kept file named by several sidecars is judged against pacman once.
+    let mut judged = BTreeSet::new();
     for name in names {
         let sc = match sidecar::read(&sidecars, &name) {
             Ok(Some(sc)) => sc,
@@ -414,7 +424,22 @@ fn store(engine: &Engine, _manifest: &Manifest) -> Result<Vec<Problem>> {
             None => "reinstall its package".to_string(),
         };
         match now {
-            Ok(s) if s == *sha256 => {}
+            Ok(s) if s == *sha256 => {
+                // The sidecar is our own record: a file changed together
+                // with its sidecar is caught only by pacman's.
+                let Some((package, version)) = store_package(&sc.backup_dir) else { continue };
+                if !judged.insert(shown.clone()) {
+                    continue;
+                }
+                if let Verdict::Differs(why) = pacman.judge(&package, &version, backup, &shown, &s) {
+                    out.push(problem(
+                        "store-not-pacmans",
+                        format!(
+                            "{why}; 'verify --repair' refetches pacman's bytes from the package cache, else reinstall {package}"
+                        ),
+                    ))
+                }
+            }
             Ok(s) => {
                 out.push(problem("store-damaged", format!("{shown} changed (sha256 {s}, expected {sha256}); {cure}")))
             }

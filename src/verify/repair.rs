@@ -19,6 +19,7 @@ use crate::kernel::refill::{self, Expected};
 use crate::kernel::sidecar::{self, Prior, Sidecar};
 use crate::kernel::Entry;
 use crate::model::layout::LIB;
+use crate::pacman::mtree::{Lookup, Records};
 use crate::pacman::pkgcache;
 
 /// Restores mode 0755 on every directory of ours ([`own_directories`])
@@ -100,9 +101,13 @@ pub fn refetch_store(engine: &mut Engine) -> Result<Vec<Refetch>> {
             }
         }
     }
+    // pacman's record is the authority where it exists (each package's
+    // mtree read once): a sidecar rewritten to match damaged bytes does
+    // not make them the ones to keep.
+    let mut pacman = Records::new(&engine.opts.dbpath);
     for ((backup_dir, backup), scs) in kept {
         let path = format!("/{backup_dir}/{backup}");
-        let r = match refetch_one(engine, &sidecars, &backup_dir, &backup, &scs)? {
+        let r = match refetch_one(engine, &mut pacman, &sidecars, &backup_dir, &backup, &scs)? {
             Outcome::Intact => continue,
             Outcome::Healed(from) => Refetch { path, healed: true, detail: from, error_id: None },
             Outcome::Unhealed(e) => Refetch { path, healed: false, detail: e.to_string(), error_id: Some(e.id) },
@@ -144,15 +149,25 @@ enum Outcome {
 /// sidecars is an error (its own id and exit code).
 fn refetch_one(
     engine: &mut Engine,
+    pacman: &mut Records,
     sidecars: &crate::kernel::Dir,
     backup_dir: &str,
     backup: &str,
     scs: &[Sidecar],
 ) -> Result<Outcome> {
     let unhealed = |id, why: String| Ok(Outcome::Unhealed(Error::new(id, why)));
-    let (Some(want), Prior::File { xattrs, .. }) = (expected(&scs[0].prior), &scs[0].prior) else {
+    let (Some(recorded), Prior::File { xattrs, .. }) = (expected(&scs[0].prior), &scs[0].prior) else {
         return Ok(Outcome::Intact);
     };
+    // What to put back: pacman's sha256 (and size) where its local mtree
+    // records this file, else what our sidecar recorded.
+    let mut want = recorded.clone();
+    if let Some((package, version)) = store_package(backup_dir) {
+        if let Lookup::Recorded(r) = pacman.lookup(&package, &version, &format!("usr/bin/{backup}")) {
+            want.size = r.size.unwrap_or(want.size);
+            want.sha256 = r.sha256;
+        }
+    }
     let shown = format!("/{backup_dir}/{backup}");
     let existing = engine.layout.dir(backup_dir, false).ok();
     if let Some(dir) = &existing {
@@ -160,7 +175,21 @@ fn refetch_one(
             Entry::Absent => {}
             Entry::File(_) => {
                 if sha256_fd(&dir.open_file(backup)?, &shown)? == want.sha256 {
-                    return Ok(Outcome::Intact);
+                    if scs.iter().all(|sc| expected(&sc.prior).as_ref() == Some(&want)) {
+                        return Ok(Outcome::Intact);
+                    }
+                    // pacman's bytes, but a sidecar that says otherwise:
+                    // the sidecars are ours to correct.
+                    for sc in scs {
+                        let mut sc = sc.clone();
+                        if let Prior::File { sha256, size, .. } = &mut sc.prior {
+                            (*sha256, *size) = (want.sha256.clone(), want.size);
+                        }
+                        sidecar::write(sidecars, &sc, &mut engine.log)?;
+                    }
+                    return Ok(Outcome::Healed(
+                        "pacman's record (the bytes were right; the sidecars now say so)".to_string(),
+                    ));
                 }
             }
             other => {
@@ -172,7 +201,7 @@ fn refetch_one(
     let Some((package, version)) = store_package(backup_dir) else {
         return unhealed(ErrorId::Policy, format!("{backup_dir} is not a directory of the GNU store"));
     };
-    if let Some(sc) = scs.iter().find(|sc| expected(&sc.prior).as_ref() != Some(&want)) {
+    if let Some(sc) = scs.iter().find(|sc| expected(&sc.prior).as_ref() != Some(&recorded)) {
         let why = format!("the sidecars of {} and {} disagree about it; reinstall {package}", scs[0].name, sc.name);
         return unhealed(ErrorId::StateCorrupt, why);
     }
@@ -236,8 +265,9 @@ fn refetch_one(
         let new = *staged.meta();
         for sc in scs {
             let mut sc = sc.clone();
-            if let Prior::File { dev, ino, .. } = &mut sc.prior {
+            if let Prior::File { dev, ino, sha256, size, .. } = &mut sc.prior {
                 (*dev, *ino) = (new.dev, new.ino);
+                (*sha256, *size) = (want.sha256.clone(), want.size);
             }
             sidecar::write(sidecars, &sc, &mut engine.log)?;
         }

@@ -59,5 +59,7 @@ awk '
     END { flush() }' "$log" >/artifacts/cargo.targets
 sed 's/^/    target /' /artifacts/cargo.targets >&2
 say "cargo test: $passed passed, $failed failed, $ignored ignored"
+# The traceability gate (test-orch/lib/trace-check.sh) reads which tests ran.
+cp "$log" /artifacts/cargo-test.log
 echo "$passed $failed" >/artifacts/cargo.counts
 [ "$status" = 0 ] && [ "$failed" = 0 ]

@@ -39,6 +39,13 @@ grep -q "GNU coreutils" /tmp/canary.out || { cat /tmp/canary.out; fail "canary d
 grep -q "canary: GNU commands first on PATH" /tmp/canary.err || fail "canary does not say what it does"
 [ "$("$OXIDIZR" canary -- sh -c 'echo $OXIDIZR_CANARY')" = 1 ] || fail "canary shell lacks OXIDIZR_CANARY"
 expect_exit 3 "$OXIDIZR" canary -- sh -c 'exit 3'
+# --shell: the admin's $SHELL with GNU first on PATH (here fed its commands on stdin).
+printf 'ls --version | head -1\necho "canary=$OXIDIZR_CANARY"\nexit 4\n' >/tmp/canary.in
+got=0
+SHELL=/bin/bash "$OXIDIZR" canary --shell </tmp/canary.in >/tmp/canary.out 2>/dev/null || got=$?
+[ "$got" = 4 ] || fail "canary --shell did not pass the shell's exit code through (got $got)"
+grep -q "GNU coreutils" /tmp/canary.out || { cat /tmp/canary.out; fail "canary --shell did not put GNU first"; }
+grep -qx "canary=1" /tmp/canary.out || fail "canary --shell lacks OXIDIZR_CANARY"
 
 step "use uutils again is a no-op"
 "$OXIDIZR" use uutils | tee /tmp/again

@@ -29,7 +29,8 @@ step "use uutils: every GNU binary copied into the store, reported degraded"
 "$OXIDIZR" use uutils
 harvest=$(jq -r 'select(.stage == "harvest") | .decision' /var/log/oxidizr-arch/facts.jsonl | tail -1)
 echo "harvest fact: $harvest"
-[ "$harvest" = "$n harvested, 0 already stored, $n degraded" ] || fail "the harvest fact does not report $n degraded copies"
+[ "$harvest" = "$n harvested, 0 already stored, $n degraded; $n match pacman's mtree, 0 without a record" ] \
+    || fail "the harvest fact does not report $n degraded copies, each matching pacman's mtree"
 while IFS= read -r a; do
     s=$(ls -d /usr/lib/oxidizr-arch/store/gnu/*/"$a")
     [ "$(stat -c %d "$s")" != "$(stat -c %d /usr/bin)" ] || fail "$s is not on the store's filesystem"

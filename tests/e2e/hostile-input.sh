@@ -77,18 +77,23 @@ case_end
 
 case_begin "read-only /usr/lib/oxidizr-arch"
 mkdir -p $L; mount --bind $L $L; mount -o remount,bind,ro $L; snap
-expect_error E_IO use uutils
-reason_has "Read-only file system"
+expect_error E_POLICY use uutils
+reason_has "/usr/lib/oxidizr-arch is on a read-only mount"
 unchanged; intact
 case_end
 
-case_begin "read-only /usr/bin"
+case_begin "read-only /usr/bin: preflight refuses before any change"
 mount --bind $M/usr/bin $M/usr/bin; mount -o remount,bind,ro $M/usr/bin; snap
-expect_error E_IO use uutils
-reason_has "Read-only file system"
-diff <(grep '^usr/bin/' /tmp/tree.before) <(tree $M | grep '^usr/bin/') || fail "$CASE: /usr/bin changed"
-degraded_with E_IO
-intact
+expect_error E_POLICY use uutils
+reason_has "/usr/bin is on a read-only mount: remount it read-write"
+unchanged; intact
+case_end
+
+case_begin "noexec /usr/lib/oxidizr-arch: preflight refuses before any change"
+mkdir -p $L; mount --bind $L $L; mount -o remount,bind,noexec $L; snap
+expect_error E_POLICY use uutils
+reason_has "/usr/lib/oxidizr-arch is on a noexec mount"
+unchanged; intact
 case_end
 
 step "enabled: generation 1 (gnu), generation 2 (uutils, active)"
@@ -96,12 +101,11 @@ oxidizr-hook use gnu >/dev/null
 oxidizr-hook use uutils >/dev/null
 hook_stdin_cases
 
-case_begin "read-only /usr/lib/oxidizr-arch, enabled"
+case_begin "read-only /usr/lib/oxidizr-arch, enabled: refused before any change"
 mount --bind $L $L; mount -o remount,bind,ro $L; snap
-expect_error E_IO use gnu
-reason_has "Read-only file system"
+expect_error E_POLICY use gnu
+reason_has "/usr/lib/oxidizr-arch is on a read-only mount"
 unchanged; intact
-degraded_with E_IO
 case_end
 
 case_begin "read-only /var/lib/oxidizr-arch"
