@@ -207,7 +207,8 @@ fn own_sections(cmd: &Command) -> Roff {
     r.text([roman(
         "verify: the system is unhealthy; one line per problem was printed. status: DRIFT, the disk no \
          longer realizes the desired profile (a managed name is not our link, no or the wrong generation \
-         is active; typically a pacman transaction ran without its hooks); run verify --repair.",
+         is active; typically a pacman transaction ran without its hooks; not reported while the state \
+         is DEGRADED, which says so itself); run verify --repair.",
     )]);
     r.control("TP", []).text([bold("75")]);
     r.text([roman(
