@@ -9,6 +9,8 @@
 //! - [`engine`]: the one shape of every mutating operation (plan, store,
 //!   generations, our lock, apply, rollback, recovery, GC).
 //! - [`verify`]: every invariant checked against the disk; `--repair`.
+//! - [`compat`]: the differential corpus, its runner and the per-applet
+//!   policy verdicts (what uutils does differently here, before the flip).
 //! - [`smoke`]: smoke tests of applets, the behaviour suite, verdicts, the
 //!   rescue check.
 //! - [`model`]: every on-disk and `--json` schema (config, layout, state,
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod compat;
 pub mod engine;
 pub mod error;
 pub mod kernel;

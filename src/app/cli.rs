@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::policy::Policy;
 use crate::model::state::Profile;
 
 /// Keep uutils coreutils/findutils as the system's core commands, safely,
@@ -63,6 +64,11 @@ pub enum Command {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Which applets uutils backs: recommended (all but the concern list and the applets whose
+        /// differential cases diverge here), all, or strict (only applets proven equal). Recorded until
+        /// the next `use` without it (then config.toml's `policy`, default recommended).
+        #[arg(long, value_enum, value_name = "POLICY")]
+        policy: Option<Policy>,
     },
     /// Keep applets on GNU whatever the profile (rebuilds when a profile is active).
     Pin {
@@ -81,6 +87,16 @@ pub enum Command {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Compare every applet's GNU and uutils commands on the shipped differential cases and show what
+    /// the policy would switch or keep on GNU, and why, with a reproduction of every diverging case.
+    /// Reads only; works before the first `use`.
+    Compat {
+        /// The policy to judge by (default: the one in force).
+        #[arg(long, value_enum, value_name = "POLICY")]
+        policy: Option<Policy>,
+        /// Only these applets (default: every applet with a uutils counterpart).
+        applets: Vec<String>,
     },
     /// Switch back to the previous good generation.
     Rollback,

@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorId, Result};
 use crate::model::config::Config;
 use crate::model::layout::LIB;
 use crate::model::output::Output;
+use crate::model::policy::{Kept, KeptBy};
 use crate::model::state::{Profile, State};
 use crate::pacman::dblock::{pacman_lock_is_ours, pacman_running_in, PacmanLock};
 use crate::pacman::inventory::PackageDb;
@@ -25,7 +26,11 @@ use crate::verify;
 pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
     match command {
         Command::Status => cmd_status(g),
-        Command::Use { profile, dry_run } => mutate(g, "use", *dry_run, |e, s| apply_profile(e, s, *profile, false)),
+        Command::Use { profile, dry_run, policy } => mutate(g, "use", *dry_run, |e, s| {
+            s.policy = *policy;
+            apply_profile(e, s, *profile, false)
+        }),
+        Command::Compat { policy, applets } => crate::app::compat::cmd_compat(g, *policy, applets),
         Command::Pin { applets, dry_run } => mutate(g, "pin", *dry_run, |e, s| pin(e, s, applets, true)),
         Command::Unpin { applets, dry_run } => mutate(g, "unpin", *dry_run, |e, s| pin(e, s, applets, false)),
         Command::PreTransaction { operation } => {
@@ -53,7 +58,7 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
     }
 }
 
-fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
+pub(crate) fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
     Options {
         root: g.root.clone(),
         dbpath: g.dbpath(),
@@ -108,7 +113,9 @@ fn locked(
     let mut engine = Engine::new(opts, config, operation)?;
     if dry_run {
         let mut state = engine.load_state()?;
-        return f(&mut engine, &mut state);
+        let mut out = f(&mut engine, &mut state)?;
+        out.text = with_notes(engine.take_notes(), out.text);
+        return Ok(out);
     }
     let guard = Lock::open(&engine.state_dir()?)?.acquire(LockMode::Exclusive, lock_wait)?;
     // An admin mutation holds pacman's lock too, for its whole duration:
@@ -126,6 +133,7 @@ fn locked(
     let result = f(&mut engine, &mut state);
     engine.finish();
     let mut out = result?;
+    out.text = with_notes(engine.take_notes(), out.text);
     if let Some(h) = engine.released_hold() {
         out.text = format!("==> released the rollback to generation {h}: a new generation was built\n{}", out.text);
     }
@@ -136,6 +144,12 @@ fn locked(
         out.text = format!("==> removed a stale db.lck left by an oxidizr-hook that crashed\n{}", out.text);
     }
     Ok(out)
+}
+
+/// The engine's lines for the admin (one per applet the policy keeps on
+/// GNU) before the command's own output.
+fn with_notes(notes: Vec<String>, text: String) -> String {
+    notes.into_iter().map(|n| n + "\n").chain(std::iter::once(text)).collect()
 }
 
 fn apply_profile(e: &mut Engine, s: &mut State, profile: Profile, force: bool) -> Result<Output> {
@@ -181,19 +195,28 @@ fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<O
             .map_err(|why| Error::new(ErrorId::Policy, format!("invalid applet name '{}': {why}", a.escape_debug())))?;
     }
     let mut next = s.pins.clone();
+    let mut overrides = s.overrides.clone();
     for a in applets {
         if add {
             next.insert(a.clone());
+            overrides.remove(a);
         } else {
             next.remove(a);
+            // Unpinning an applet the policy keeps on GNU overrides the
+            // policy for it: the admin asked for it to follow the profile.
+            if s.kept.contains_key(a) {
+                overrides.insert(a.clone());
+            }
         }
     }
     let verb = if add { "pinned to GNU" } else { "unpinned" };
     let mut probe = s.clone();
     probe.pins = next.clone();
+    probe.overrides = overrides.clone();
     let Some(profile) = s.profile else {
         if !e.opts.dry_run {
             s.pins = next;
+            s.overrides = overrides;
             e.save_state(s)?;
         }
         let prefix = if e.opts.dry_run { "dry run: would be " } else { "" };
@@ -206,6 +229,7 @@ fn pin(e: &mut Engine, s: &mut State, applets: &[String], add: bool) -> Result<O
         return apply_profile(e, &mut probe, profile, false);
     }
     s.pins = next;
+    s.overrides = overrides;
     e.save_state(s)?;
     let mut out = apply_profile(e, s, profile, false)?;
     out.text = format!("==> {verb}: {}\n{}", applets.join(" "), out.text);
@@ -434,6 +458,26 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
     if !state.pins.is_empty() {
         text.push_str(&format!("  -> pinned to GNU: {}\n", state.pins.iter().cloned().collect::<Vec<_>>().join(" ")));
     }
+    let kept = kept_on_gnu(&state);
+    if state.profile == Some(Profile::Uutils) {
+        let policy = engine.policy(&state);
+        let listed: Vec<String> = kept
+            .iter()
+            .map(|(a, k)| match &k.case {
+                Some(case) => format!("{a} ({}: {case})", k.kept_by.words()),
+                None => format!("{a} ({})", k.kept_by.words()),
+            })
+            .collect();
+        text.push_str(&format!(
+            "==> policy {}; kept on GNU: {}\n",
+            policy.as_str(),
+            if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+        ));
+        if !state.overrides.is_empty() {
+            let list = state.overrides.iter().cloned().collect::<Vec<_>>().join(" ");
+            text.push_str(&format!("  -> on uutils by the admin's override of the policy: {list}\n"));
+        }
+    }
     if let Some(d) = &state.degraded {
         text.push_str(&format!(
             "==> DEGRADED [{}] since {}: {}\n  -> run 'oxidizr-hook verify' and 'oxidizr-hook verify --repair'\n",
@@ -462,6 +506,9 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
     doc["profile"] = json!(state.profile);
     doc["active_generation"] = json!(active);
     doc["pins"] = json!(state.pins);
+    doc["policy"] = json!(engine.policy(&state));
+    doc["kept"] = json!(kept);
+    doc["overrides"] = json!(state.overrides);
     doc["degraded"] = json!(state.degraded);
     doc["drift"] = json!(drift);
     let mut out = Output::new(text, doc);
@@ -469,6 +516,18 @@ fn cmd_status(g: &GlobalOpts) -> Result<Output> {
         out.code = STATUS_DRIFT;
     }
     Ok(out)
+}
+
+/// Every applet kept on GNU and why: the admin's pins, then the policy's
+/// decisions the admin did not override.
+fn kept_on_gnu(state: &State) -> std::collections::BTreeMap<String, Kept> {
+    let mut kept: std::collections::BTreeMap<String, Kept> =
+        state.kept.iter().filter(|(a, _)| !state.overrides.contains(*a)).map(|(a, k)| (a.clone(), k.clone())).collect();
+    for pin in &state.pins {
+        let k = Kept { kept_by: KeptBy::Admin, reason: "pinned by the admin".into(), case: None, source: None };
+        kept.insert(pin.clone(), k);
+    }
+    kept
 }
 
 fn cmd_generations(g: &GlobalOpts) -> Result<Output> {

@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod commands;
+pub mod compat;
 pub mod journal;
 pub mod status;

@@ -27,6 +27,16 @@ impl Engine {
     /// claims to realize the plan (verify --repair after damage).
     pub fn apply(&mut self, state: &mut State, profile: Profile, force: bool) -> Result<Applied> {
         let (plan, gnu_plan) = self.plan(profile, &state.pins)?;
+        // The same all-or-nothing checks whichever applets the policy keeps
+        // (preflight looks at every managed name and the rescue toolset).
+        self.preflight(&plan, &gnu_plan)?;
+        let plan = match profile {
+            Profile::Uutils => self.apply_policy(state, plan, &gnu_plan)?,
+            Profile::Gnu => {
+                state.kept.clear();
+                plan
+            }
+        };
         self.fact(
             "plan",
             format!(
@@ -40,7 +50,6 @@ impl Engine {
             None,
             None,
         );
-        self.preflight(&plan, &gnu_plan)?;
         if self.opts.dry_run {
             return Ok(Applied::Planned(plan));
         }

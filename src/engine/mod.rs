@@ -24,6 +24,7 @@ pub mod lock;
 pub mod mac;
 pub mod mounts;
 pub mod plan;
+mod policy;
 mod recover;
 mod rollback;
 pub mod store;
@@ -133,6 +134,9 @@ pub struct Engine {
     fs_types: Option<BTreeMap<String, String>>,
     /// What was done about SELinux labels after this run's last flip.
     relabel: Option<String>,
+    /// Lines for the operation's output: each applet the policy keeps on
+    /// GNU, or switches only by the admin's override.
+    notes: Vec<String>,
 }
 
 impl Engine {
@@ -159,6 +163,7 @@ impl Engine {
             log: FsyncLog::default(),
             fs_types: None,
             relabel: None,
+            notes: Vec::new(),
         })
     }
 
@@ -213,6 +218,11 @@ impl Engine {
             relabel: self.relabel.clone(),
             ..Fact::default()
         }
+    }
+
+    /// The lines this run has for the admin (the policy's decisions), once.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// The generation whose rollback hold this run released (a new

@@ -64,6 +64,19 @@ impl Plan {
         self.applets.iter().filter(|(_, a)| matches!(a.source, Source::Gnu { .. }))
     }
 
+    /// This plan with `applets` backed by GNU as in `gnu_plan` (the policy's
+    /// pins): the same plan, and plan id, as planning with them pinned.
+    pub fn keeping_on_gnu(&self, gnu_plan: &Plan, applets: &BTreeSet<String>) -> Plan {
+        let mut kept = self.clone();
+        for applet in applets {
+            if let (Some(slot), Some(gnu)) = (kept.applets.get_mut(applet), gnu_plan.applets.get(applet)) {
+                *slot = gnu.clone();
+            }
+        }
+        kept.id = plan_id(kept.profile, &kept.applets, &kept.packages);
+        kept
+    }
+
     /// How many applets are backed by uutils.
     pub fn uutils_count(&self) -> usize {
         self.applets.values().filter(|a| matches!(a.source, Source::Uutils { .. })).count()
@@ -174,5 +187,13 @@ mod tests {
         let d = plan(&newer, Profile::Uutils, &BTreeSet::new()).unwrap();
         assert_ne!(a.id, d.id, "a GNU upgrade changes the plan even when every applet is uutils");
         assert_eq!(a.id.len(), 16);
+    }
+
+    #[test]
+    fn keeping_on_gnu_is_planning_with_those_pins() {
+        let all = plan(&inv(true), Profile::Uutils, &BTreeSet::new()).unwrap();
+        let gnu = plan(&inv(true), Profile::Gnu, &BTreeSet::new()).unwrap();
+        let pins: BTreeSet<String> = ["ls".to_string()].into();
+        assert_eq!(all.keeping_on_gnu(&gnu, &pins), plan(&inv(true), Profile::Uutils, &pins).unwrap());
     }
 }

@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorId, Result};
+use crate::model::policy::Policy;
 
 /// Where the configuration file lives, relative to `--root`.
 pub const CONFIG_PATH: &str = "etc/oxidizr-arch/config.toml";
@@ -96,6 +97,10 @@ pub struct Config {
     /// generation that fails its live check; false: it only reports.
     #[serde(default = "default_boot_fallback")]
     pub boot_fallback: bool,
+    /// Which applets `use uutils` switches (`recommended`, `all`,
+    /// `strict`; see [`Policy`]); `use uutils --policy` overrides it.
+    #[serde(default)]
+    pub policy: Policy,
 }
 
 fn default_boot_fallback() -> bool {
@@ -127,6 +132,7 @@ impl Default for Config {
             smoke_timeout_secs: default_smoke_timeout(),
             reuse_smoke_verdicts: default_reuse(),
             boot_fallback: default_boot_fallback(),
+            policy: Policy::default(),
         }
     }
 }

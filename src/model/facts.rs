@@ -126,6 +126,13 @@ pub struct Fact {
     /// [`crate::engine::mac`]); carried by the operation's later facts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relabel: Option<String>,
+    /// Keep facts: the applet the policy keeps on GNU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applet: Option<String>,
+    /// Keep facts: who or what keeps it (`admin`, `policy-list`,
+    /// `divergence`, `unchecked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_by: Option<String>,
 }
 
 /// The fsync fields of a fact from the operation's fsync log: the slowest

@@ -9,4 +9,5 @@ pub mod facts;
 pub mod intent;
 pub mod layout;
 pub mod output;
+pub mod policy;
 pub mod state;

@@ -3,13 +3,14 @@
 //! versioned schema; a corrupt or unknown-schema file is `E_STATE_CORRUPT`,
 //! never silently replaced.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorId, Result};
 use crate::kernel::durable::{read_json, write_json};
 use crate::kernel::{Dir, FsyncLog};
+use crate::model::policy::{Kept, Policy};
 
 /// The state schema version.
 pub const STATE_SCHEMA: u32 = 1;
@@ -86,6 +87,19 @@ pub struct State {
     /// managed package) releases it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<u64>,
+    /// The policy `use uutils --policy` chose; None: the configuration's
+    /// `policy` (default `recommended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// Applets the policy keeps on GNU, with why: decided by the last
+    /// operation that planned the uutils profile. Together with `pins`
+    /// (minus `overrides`) they are the applets every plan keeps on GNU.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept: BTreeMap<String, Kept>,
+    /// Applets the admin unpinned while the policy kept them: they follow
+    /// the profile whatever the policy says, until pinned again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub overrides: BTreeSet<String>,
 }
 
 impl Default for State {
@@ -98,6 +112,9 @@ impl Default for State {
             history: Vec::new(),
             degraded: None,
             held: None,
+            policy: None,
+            kept: BTreeMap::new(),
+            overrides: BTreeSet::new(),
         }
     }
 }
@@ -134,6 +151,13 @@ impl State {
             let drop = self.history.len() - HISTORY_MAX;
             self.history.drain(..drop);
         }
+    }
+
+    /// Every applet a plan keeps on GNU: the admin's pins and the
+    /// policy's decisions, minus the admin's overrides of the policy.
+    pub fn effective_pins(&self) -> BTreeSet<String> {
+        let policy = self.kept.keys().filter(|a| !self.overrides.contains(*a));
+        self.pins.iter().chain(policy).cloned().collect()
     }
 
     /// Marks the state degraded.

@@ -170,7 +170,7 @@ pub fn pre_transaction(e: &mut Engine, s: &mut State, op: PreOperation, targets:
     let leaving = uutils_targets(&inv, targets);
     if !leaving.is_empty() && active_uses_any(e, &leaving, &gnu_leaving_families(&inv, &gnu_leaving))? {
         let reduced = without_uutils(&kept, &leaving);
-        let plan = plan::plan(&reduced, profile, &s.pins)?;
+        let plan = plan::plan(&reduced, profile, &s.effective_pins())?;
         let gnu_plan = plan::plan(&kept, Profile::Gnu, &BTreeSet::new())?;
         let to = e.transition(s, &plan, &gnu_plan)?;
         let what = if op == PreOperation::Remove { "removal" } else { "upgrade" };

@@ -74,6 +74,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use suite::behaviour_checks;
 use suite::run_suite;
+pub(crate) use suite::Scratch;
 
 use serde::{Deserialize, Serialize};
 

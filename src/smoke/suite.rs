@@ -79,15 +79,17 @@ pub(super) fn run_suite(runner: &Runner, bin_dir: &str, only: Option<&BTreeSet<&
 }
 
 /// A private directory on the host, removed (recursively) on drop.
-pub(super) struct Scratch {
-    pub(super) host: PathBuf,
-    pub(super) inside: String,
+pub(crate) struct Scratch {
+    /// The directory on the host.
+    pub(crate) host: PathBuf,
+    /// The same directory as a command running in the root sees it.
+    pub(crate) inside: String,
 }
 
 impl Scratch {
     /// A fresh mode-0700 directory: in `ROOT/tmp` for a chroot root, else in
     /// the host's temp dir.
-    pub(super) fn create(root: &Path) -> Result<Scratch, String> {
+    pub(crate) fn create(root: &Path) -> Result<Scratch, String> {
         let (host_parent, inside_parent) = if is_host_root(root) {
             let tmp = std::env::temp_dir();
             let tmp = if tmp.is_absolute() { tmp } else { PathBuf::from("/tmp") };

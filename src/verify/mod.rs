@@ -127,7 +127,7 @@ fn realization(engine: &Engine, state: &State) -> Result<(Vec<Problem>, Option<M
             return Ok((out, None));
         }
     };
-    let (plan, _) = engine.plan(profile, &state.pins)?;
+    let (plan, _) = engine.plan(profile, &state.effective_pins())?;
     // A generation the admin rolled back to is built for other packages or
     // pins by design: held, not stale (the caller reports the hold).
     if plan.id != manifest.plan_id && state.held != Some(active) {

@@ -1,0 +1,108 @@
+//! The policy stage of `use uutils`, `pin`/`unpin`, `verify --repair` and
+//! the post hook: after preflight, before anything changes, the
+//! differential cases decide which applets the policy keeps on GNU; they
+//! become pins with a reason (`State::kept`), the rest switch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::plan::{Plan, Source};
+use super::Engine;
+use crate::compat::corpus::Corpus;
+use crate::compat::decide::decide;
+use crate::compat::{evaluate, Evaluation, Target};
+use crate::error::Result;
+use crate::kernel::Entry;
+use crate::model::policy::{CompatCache, Kept, Policy};
+use crate::model::state::State;
+
+impl Engine {
+    /// The policy in force: `use --policy` recorded in the state, else the
+    /// configuration's.
+    pub fn policy(&self, state: &State) -> Policy {
+        state.policy.unwrap_or(self.config.policy)
+    }
+
+    /// Decides, for every applet `plan` backs with uutils, whether the
+    /// policy keeps it on GNU; records the decisions in `state.kept`
+    /// (saved with the operation's commit), says each in a fact and a line
+    /// of output, and returns the plan with the kept applets on GNU (the
+    /// admin's overrides excepted).
+    pub(super) fn apply_policy(&mut self, state: &mut State, plan: Plan, gnu_plan: &Plan) -> Result<Plan> {
+        let policy = self.policy(state);
+        let targets = self.compat_targets(&plan, gnu_plan)?;
+        let (corpus, eval) = self.evaluate_compat(&targets, !self.opts.dry_run)?;
+        let mut kept: BTreeMap<String, Kept> = BTreeMap::new();
+        for t in &targets {
+            if let Some(k) = decide(policy, &eval.evidence[&t.applet], corpus.concerns.get(&t.applet)) {
+                kept.insert(t.applet.clone(), k);
+            }
+        }
+        let diverging = eval.evidence.values().filter(|e| e.divergences().next().is_some()).count();
+        let text = format!(
+            "policy {}: {} applets, {} cases x {} locales ({} executed, {} reused) in {} ms; {diverging} diverge; {} kept on GNU",
+            policy.as_str(),
+            targets.len(),
+            eval.evidence.values().map(|e| e.results.len()).sum::<usize>() / eval.locales.len().max(1),
+            eval.locales.len(),
+            eval.executed,
+            eval.reused,
+            eval.duration.as_millis(),
+            kept.keys().filter(|a| !state.overrides.contains(*a)).count(),
+        );
+        self.fact("compat", text, None, None, None);
+        for (applet, k) in &kept {
+            let overridden = state.overrides.contains(applet);
+            let line = if overridden {
+                format!("==> {applet} follows uutils by the admin's override (the policy would keep it: {})", k.line())
+            } else {
+                format!("==> keeping {applet} on GNU: {}", k.line())
+            };
+            let mut fact = self.base_fact("keep", line.trim_start_matches("==> ").to_string(), None, None, None);
+            fact.applet = Some(applet.clone());
+            fact.kept_by = Some(if overridden { "override" } else { k.kept_by.as_str() }.to_string());
+            self.emit(fact);
+            self.notes.push(line);
+        }
+        let effective: BTreeSet<String> = kept.keys().filter(|a| !state.overrides.contains(*a)).cloned().collect();
+        state.kept = kept;
+        Ok(plan.keeping_on_gnu(gnu_plan, &effective))
+    }
+
+    /// The applets `plan` backs with uutils, each with its GNU binary:
+    /// `/usr/bin/<applet>` while it is the regular file pacman installed
+    /// (before the first switch, or just after an upgrade), else the stored
+    /// copy `gnu_plan` names when it exists.
+    pub fn compat_targets(&self, plan: &Plan, gnu_plan: &Plan) -> Result<Vec<Target>> {
+        let bin = self.layout.bin()?;
+        let mut targets = Vec::new();
+        for (applet, planned) in &plan.applets {
+            if !matches!(planned.source, Source::Uutils { .. }) {
+                continue;
+            }
+            let stored = gnu_plan.applets.get(applet).map(|g| g.target.clone());
+            let gnu = match bin.entry(applet)? {
+                Entry::File(_) => Some(format!("/usr/bin/{applet}")),
+                _ => stored.filter(|s| self.opts.root.join(s.trim_start_matches('/')).exists()),
+            };
+            targets.push(Target { applet: applet.clone(), gnu, uutils: planned.target.clone() });
+        }
+        Ok(targets)
+    }
+
+    /// Runs the corpus for `targets`, reusing the recorded results; with
+    /// `save`, records what this run used and learned (under our lock).
+    pub fn evaluate_compat(&mut self, targets: &[Target], save: bool) -> Result<(Corpus, Evaluation)> {
+        let corpus = Corpus::load(&self.opts.root)?;
+        let state_dir =
+            self.opts.root.join(crate::model::layout::STATE).is_dir().then(|| self.layout.state(false)).transpose()?;
+        let mut cache = CompatCache::load(state_dir.as_ref());
+        cache.schema = crate::model::policy::COMPAT_SCHEMA;
+        let eval = evaluate(&self.smoke_config(), &corpus, targets, &mut cache);
+        if save {
+            self.require_lock()?;
+            let dir = self.state_dir()?;
+            cache.save(&dir, &mut self.log)?;
+        }
+        Ok((corpus, eval))
+    }
+}
