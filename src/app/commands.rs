@@ -30,7 +30,11 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
             s.policy = *policy;
             apply_profile(e, s, *profile, false)
         }),
-        Command::Compat { policy, applets } => crate::app::compat::cmd_compat(g, *policy, applets),
+        Command::Compat { policy, applets } => {
+            let config = Config::load(&g.root)?;
+            let engine = Engine::new(options(g, &config, true), config, "compat")?;
+            crate::app::compat::cmd_compat(engine, *policy, applets)
+        }
         Command::Pin { applets, dry_run } => mutate(g, "pin", *dry_run, |e, s| pin(e, s, applets, true)),
         Command::Unpin { applets, dry_run } => mutate(g, "unpin", *dry_run, |e, s| pin(e, s, applets, false)),
         Command::PreTransaction { operation } => {
@@ -58,7 +62,7 @@ pub fn run(g: &GlobalOpts, command: &Command) -> Result<Output> {
     }
 }
 
-pub(crate) fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
+fn options(g: &GlobalOpts, config: &Config, dry_run: bool) -> Options {
     Options {
         root: g.root.clone(),
         dbpath: g.dbpath(),
@@ -153,20 +157,26 @@ fn with_notes(notes: Vec<String>, text: String) -> String {
 }
 
 fn apply_profile(e: &mut Engine, s: &mut State, profile: Profile, force: bool) -> Result<Output> {
-    match e.apply(s, profile, force)? {
-        Applied::Planned(plan) => Ok(render_plan(&plan)),
-        Applied::UpToDate { generation } => Ok(Output::new(
+    let mut out = match e.apply(s, profile, force)? {
+        Applied::Planned(plan) => render_plan(&plan),
+        Applied::UpToDate { generation } => Output::new(
             format!("==> profile {} already active (generation {generation})\n", profile.as_str()),
             json!({ "result": "up-to-date", "profile": profile, "generation": generation }),
-        )),
-        Applied::Switched { from, to, uutils, applets } => Ok(Output::new(
+        ),
+        Applied::Switched { from, to, uutils, applets } => Output::new(
             format!(
                 "==> profile {} active: generation {to} ({applets} applets, {uutils} from uutils)\n",
                 profile.as_str()
             ),
             json!({ "result": "switched", "profile": profile, "from": from, "to": to, "applets": applets, "uutils": uutils }),
-        )),
+        ),
+    };
+    if profile == Profile::Uutils {
+        out.json["policy"] = json!(e.policy(s));
+        out.json["kept"] = json!(kept_on_gnu(s));
+        out.json["overrides"] = json!(s.overrides);
     }
+    Ok(out)
 }
 
 /// The dry-run rendering: deterministic (no times, no ids but the plan's).

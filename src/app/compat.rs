@@ -8,22 +8,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::app::cli::GlobalOpts;
 use crate::compat::corpus::{Case, Corpus};
 use crate::compat::decide::decide;
 use crate::compat::differ::CaseOutcome;
 use crate::compat::{Evaluation, Evidence};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorId, Result};
-use crate::model::config::Config;
 use crate::model::output::Output;
 use crate::model::policy::{Kept, KeptBy, Policy};
 use crate::model::state::{Profile, State};
 
-/// Runs `compat`.
-pub fn cmd_compat(g: &GlobalOpts, policy: Option<Policy>, only: &[String]) -> Result<Output> {
-    let config = Config::load(&g.root)?;
-    let mut engine = Engine::new(crate::app::commands::options(g, &config, true), config, "compat")?;
+/// Runs `compat` with `engine`, opened read-only (a dry run: facts go to
+/// the journal only, nothing is created).
+pub fn cmd_compat(mut engine: Engine, policy: Option<Policy>, only: &[String]) -> Result<Output> {
     let state = engine.load_state()?;
     let policy = policy.unwrap_or_else(|| engine.policy(&state));
     let (plan, gnu_plan) = engine.plan(Profile::Uutils, &BTreeSet::new())?;

@@ -35,13 +35,24 @@ const HOOKS: [&str; 3] =
     ["10-oxidizr-arch-pre-remove.hook", "10-oxidizr-arch-pre-upgrade.hook", "90-oxidizr-arch-post.hook"];
 
 /// FILES: path and what it is.
-const FILES: [(&str, &str); 9] = [
+const FILES: [(&str, &str); 11] = [
     (
         "/etc/oxidizr-arch/config.toml",
         "The managed families (GNU package, uutils packages, command prefix) and the keep_generations, \
-         lock_timeout_secs, smoke_timeout_secs, reuse_smoke_verdicts and boot_fallback settings (boot_fallback = true, the \
+         lock_timeout_secs, smoke_timeout_secs, reuse_smoke_verdicts, boot_fallback and policy settings (boot_fallback = true, the \
          default: the boot gate falls back from a generation that fails its live check at boot; false: it only \
-         reports). A missing file means the built-in Arch defaults.",
+         reports; policy: see POLICIES). A missing file means the built-in Arch defaults.",
+    ),
+    (
+        "/usr/share/oxidizr-arch/compat/",
+        "The differential corpus (cases/*.toml: each case an applet's command line with the inputs it builds in \
+         a scratch directory) and the concern list (concerns.toml: applets the recommended and strict policies \
+         keep on GNU, each with a reason and a source). Package data: edits are lost on upgrade.",
+    ),
+    (
+        "/var/lib/oxidizr-arch/compat.json",
+        "The differential results of the last switch, tied to the sha256 of both binaries and the case text: \
+         a later hook re-runs only the cases whose binaries or text changed. Only a cache: deleting it is safe.",
     ),
     (
         "/usr/lib/oxidizr-arch",
@@ -200,6 +211,44 @@ fn own_sections(cmd: &Command) -> Roff {
         }
     }
 
+    r.control("SH", ["POLICIES"]);
+    r.text([roman(
+        "What breaks users of uutils is rarely a missing command; it is a command that behaves differently. \
+         Before use uutils (and every pacman hook that rebuilds the uutils profile) switches, each applet that \
+         GNU and an installed uutils package both provide is run on the shipped differential cases: the GNU and \
+         the uutils command on the same inputs, in scratch directories, under C and the admin's locale \
+         (LANG of /etc/locale.conf, else C.UTF-8), TZ=UTC, compared on exit status, standard output and the \
+         files left behind (never standard error). The policy (config.toml policy, or use uutils --policy, \
+         recorded until the next use without it) decides per applet:",
+    )]);
+    for (name, what) in [
+        (
+            "recommended",
+            "(the default) every applet, except those on the concern list (cp, mv and rm: Ubuntu 26.04 LTS \
+             keeps them on GNU after a security audit) and those whose cases diverge on this machine.",
+        ),
+        ("all", "every applet with a uutils counterpart; divergences are reported by compat, not acted on."),
+        ("strict", "only applets with no divergence, no concern, and at least one case that came out equal."),
+    ] {
+        r.control("TP", []).text([bold(name)]);
+        r.text([roman(what)]);
+    }
+    r.control("PP", []);
+    r.text([roman(
+        "An applet kept on GNU is a pin with a reason: use and the hooks print one line for it (keeping APPLET \
+         on GNU: divergence|policy list|unchecked: ...), pacman copies it into pacman.log, the facts record it \
+         (stage keep), and status lists it (kept on GNU). A divergence keeps one applet on GNU; the others \
+         switch. An applet whose uutils command does not start or hangs still fails the smoke and rolls the \
+         whole profile back. unpin APPLET overrides the policy for that applet; pin APPLET puts it back.",
+    )]);
+    r.control("PP", []);
+    r.text([roman(
+        "compat shows, before the first use as well, what the policy would do: one line per applet (switch, \
+         keep with the reason, or broken), then every diverging case as a reproduction: the command line \
+         ({dir} is an empty scratch directory), its inputs, what it guards, and the GNU and the uutils result. \
+         compat --json gives the same per applet (decision, kept_by, reason, source, divergences).",
+    )]);
+
     r.control("SH", ["EXIT STATUS"]);
     r.control("TP", []).text([bold("0")]);
     r.text([roman("Success; for verify: the system is healthy.")]);
@@ -313,7 +362,9 @@ mod tests {
         let page = String::from_utf8(man_page().unwrap()).unwrap();
         let first_macro = page.lines().find(|l| l.starts_with(".TH") || l.starts_with(".SH")).unwrap();
         assert!(first_macro.starts_with(".TH OXIDIZR-HOOK 1 "), "{first_macro}");
-        for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "EXIT STATUS", "FILES", "SEE ALSO"] {
+        for section in
+            ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "POLICIES", "EXIT STATUS", "FILES", "SEE ALSO"]
+        {
             assert!(
                 page.contains(&format!(".SH {section}")) || page.contains(&format!(".SH \"{section}\"")),
                 "{section}"

@@ -323,6 +323,23 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_copy_is_every_shipped_file() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/compat/cases");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<String> = BUILT_IN_CASES.iter().map(|(n, _)| n.to_string()).collect();
+        built_in.sort();
+        assert_eq!(built_in, on_disk, "every data/compat/cases/*.toml is built in (BUILT_IN_CASES)");
+        for (name, text) in BUILT_IN_CASES {
+            assert_eq!(std::fs::read_to_string(format!("{dir}/{name}")).unwrap(), *text);
+        }
+    }
+
+    #[test]
     fn bad_cases_are_refused_with_the_file_and_the_case() {
         let concerns = ("c.toml", "");
         let parse = |text: &str| Corpus::parse(&[("x.toml", text)], concerns, "test");

@@ -80,11 +80,20 @@ cat >/tmp/files.expected <<'EOF'
 /usr/share/licenses/oxidizr-arch/LICENSE-APACHE
 /usr/share/licenses/oxidizr-arch/LICENSE-MIT
 /usr/share/man/man1/oxidizr-hook.1.gz
+/usr/share/oxidizr-arch/compat/concerns.toml
 /usr/share/zsh/site-functions/_oxidizr-hook
 EOF
-# docs/*.md grows with the docs: compare the rest exactly.
-diff -u <(grep -v '^/usr/share/doc/' /tmp/files.expected) <(grep -v '^/usr/share/doc/' /tmp/files) ||
+# docs/*.md and the corpus files grow with the docs and the corpus:
+# compare the rest exactly, and those by name and content.
+skip='^/usr/share/doc/|^/usr/share/oxidizr-arch/compat/cases/'
+diff -u <(grep -Ev "$skip" /tmp/files.expected) <(grep -Ev "$skip" /tmp/files) ||
     fail "the package's file list is not the expected one"
+for f in /src/data/compat/cases/*.toml /src/data/compat/concerns.toml; do
+    rel=${f#/src/data/compat/}
+    cmp "$f" "/usr/share/oxidizr-arch/compat/$rel" || fail "corpus file $rel is not installed as it is in data/"
+done
+[ "$(pacman -Qlq oxidizr-arch | grep -c '^/usr/share/oxidizr-arch/compat/cases/.*\.toml$')" = "$(ls /src/data/compat/cases/*.toml | wc -l)" ] ||
+    fail "the package ships other corpus files than data/compat/cases/"
 # (by name: the docs may be edited while this runs)
 for f in /src/docs/*.md /src/README.md; do
     [ -s "/usr/share/doc/oxidizr-arch/$(basename "$f")" ] || fail "doc $(basename "$f") is not installed"
