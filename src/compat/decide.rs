@@ -66,7 +66,7 @@ mod tests {
     use crate::compat::CaseResult;
 
     fn run(status: &str, stdout: &str) -> RunResult {
-        RunResult { status: status.into(), stdout: stdout.into(), files: vec![] }
+        RunResult { status: status.into(), stdout: stdout.into(), stdout_digest: stdout.into(), files: vec![] }
     }
 
     fn evidence(equal: usize, diverged: usize, probe_ok: bool) -> Evidence {

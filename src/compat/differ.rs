@@ -31,8 +31,11 @@ use crate::smoke::Scratch;
 pub struct RunResult {
     /// `exit status N`, `killed by signal N`, `timed out`, `cannot execute: ...`.
     pub status: String,
-    /// stdout (lossy UTF-8), the case directory written `{dir}`.
+    /// stdout (lossy UTF-8), the case directory written `{dir}`, at most
+    /// 2000 characters (what a report shows).
     pub stdout: String,
+    /// sha256 of the whole stdout (after `{dir}`): what is compared.
+    pub stdout_digest: String,
     /// One line per entry of the case directory after the run, sorted.
     pub files: Vec<String>,
 }
@@ -47,15 +50,6 @@ impl RunResult {
     /// Whether the run hit its deadline.
     pub fn timed_out(&self) -> bool {
         self.status.starts_with("timed out")
-    }
-
-    /// A copy cut to what a report shows (stdout at most 2000 characters).
-    fn shown(&self) -> RunResult {
-        let mut r = self.clone();
-        if r.stdout.chars().count() > 2000 {
-            r.stdout = r.stdout.chars().take(2000).collect::<String>() + "…";
-        }
-        r
     }
 }
 
@@ -80,18 +74,6 @@ pub enum CaseOutcome {
         /// One line: why.
         why: String,
     },
-}
-
-impl CaseOutcome {
-    /// Whether a later run may reuse this outcome for the same binaries:
-    /// not when it depends on the moment (a timeout, a setup failure).
-    pub fn reusable(&self) -> bool {
-        match self {
-            CaseOutcome::Equal => true,
-            CaseOutcome::Diverged { gnu, uutils, .. } => !gnu.timed_out() && !uutils.timed_out(),
-            CaseOutcome::Unusable { .. } => false,
-        }
-    }
 }
 
 /// Runs cases in one root, under one timeout.
@@ -129,31 +111,18 @@ impl Differ {
     /// Runs `case` under `locale` with both binaries (paths inside the
     /// root) and compares the runs.
     pub fn compare(&self, case: &Case, locale: &str, gnu: &str, uutils: &str) -> CaseOutcome {
-        if let Some(why) = &self.broken {
-            return CaseOutcome::Unusable { why: why.clone() };
-        }
-        let g = match self.run(case, locale, gnu) {
-            Ok(r) => r,
-            Err(why) => return CaseOutcome::Unusable { why },
-        };
-        if !g.finished() {
-            return CaseOutcome::Unusable { why: format!("GNU {}: {}", case.applet, g.status) };
-        }
-        let u = match self.run(case, locale, uutils) {
-            Ok(r) => r,
-            Err(why) => return CaseOutcome::Unusable { why },
-        };
-        let differs = differing(case, &g, &u);
-        if differs.is_empty() {
-            CaseOutcome::Equal
-        } else {
-            CaseOutcome::Diverged { differs, gnu: g.shown(), uutils: u.shown() }
-        }
+        let g = self.run(case, locale, gnu);
+        let u = self.run(case, locale, uutils);
+        outcome(case, &g, &u)
     }
 
     /// One run of `binary` in a fresh scratch directory; Err when the
-    /// scratch directory or the inputs cannot be made.
+    /// scratch directory or the inputs cannot be made, or no case can run
+    /// in this root.
     pub fn run(&self, case: &Case, locale: &str, binary: &str) -> Result<RunResult, String> {
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
         let scratch = Scratch::create(&self.root)?;
         let host_dir = scratch.host.join("d");
         let inside_dir = format!("{}/d", scratch.inside);
@@ -179,9 +148,13 @@ impl Differ {
         };
         let end = now_secs();
         let stdout = String::from_utf8_lossy(&stdout).replace(&inside_dir, "{dir}");
+        let stdout_digest: String =
+            Sha256::digest(stdout.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let stdout =
+            if stdout.chars().count() > 2000 { stdout.chars().take(2000).collect::<String>() + "…" } else { stdout };
         let files = if case.compare.contains(&Aspect::Files) { snapshot(&host_dir, (start, end)) } else { Vec::new() };
         loosen(&scratch.host);
-        Ok(RunResult { status, stdout, files })
+        Ok(RunResult { status, stdout, stdout_digest, files })
     }
 
     fn command(&self, binary: &str, args: &[String], host_dir: &Path, inside_dir: &str, locale: &str) -> Command {
@@ -208,6 +181,25 @@ impl Differ {
     }
 }
 
+/// How a case came out from its GNU and its uutils run (each Err when
+/// it could not be run): unusable unless GNU finished, else equal or
+/// diverged on the compared aspects.
+pub fn outcome(case: &Case, g: &Result<RunResult, String>, u: &Result<RunResult, String>) -> CaseOutcome {
+    let (g, u) = match (g, u) {
+        (Err(why), _) | (_, Err(why)) => return CaseOutcome::Unusable { why: why.clone() },
+        (Ok(g), Ok(u)) => (g, u),
+    };
+    if !g.finished() {
+        return CaseOutcome::Unusable { why: format!("GNU {}: {}", case.applet, g.status) };
+    }
+    let differs = differing(case, g, u);
+    if differs.is_empty() {
+        CaseOutcome::Equal
+    } else {
+        CaseOutcome::Diverged { differs, gnu: g.clone(), uutils: u.clone() }
+    }
+}
+
 /// The compared aspects on which two runs differ.
 fn differing(case: &Case, g: &RunResult, u: &RunResult) -> Vec<Aspect> {
     case.compare
@@ -215,7 +207,7 @@ fn differing(case: &Case, g: &RunResult, u: &RunResult) -> Vec<Aspect> {
         .copied()
         .filter(|a| match a {
             Aspect::Status => g.status != u.status,
-            Aspect::Stdout => g.stdout != u.stdout,
+            Aspect::Stdout => g.stdout_digest != u.stdout_digest,
             Aspect::Files => g.files != u.files,
         })
         .collect()

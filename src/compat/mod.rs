@@ -29,7 +29,7 @@ use crate::parallel::parallel_map;
 use crate::smoke::verdict::{in_root, InRoot, Resolver};
 use crate::smoke::{SmokeConfig, SmokeTarget};
 use corpus::Corpus;
-use differ::{CaseOutcome, Differ};
+use differ::{CaseOutcome, Differ, RunResult};
 
 /// One applet to compare: the GNU binary (None when it cannot be found)
 /// and the uutils binary, as paths inside the root.
@@ -52,8 +52,8 @@ pub struct CaseResult {
     pub locale: String,
     /// How it came out.
     pub outcome: CaseOutcome,
-    /// True when the outcome was recorded by an earlier run for the same
-    /// binaries and case text, and nothing was executed now.
+    /// True when both runs were recorded by an earlier evaluation for the
+    /// same binaries and case text, and nothing was executed now.
     pub reused: bool,
 }
 
@@ -103,9 +103,9 @@ pub struct Evaluation {
     pub locales: Vec<String>,
     /// Applet -> evidence.
     pub evidence: BTreeMap<String, Evidence>,
-    /// Case runs (pairs of GNU and uutils runs) executed now.
+    /// Runs (one binary, one case, one locale) executed now.
     pub executed: usize,
-    /// Case results reused from the cache.
+    /// Runs whose result was recorded for the same binary and case text.
     pub reused: usize,
     /// Wall-clock time.
     pub duration: Duration,
@@ -116,15 +116,26 @@ pub struct Evaluation {
 const TIMEOUTS_PER_APPLET: usize = 2;
 
 /// Runs every case of every target under every locale of the root, in
-/// parallel (`cfg.parallelism` workers, `cfg.timeout` per run), reusing
-/// results from `cache` for the same case text and binaries (sha256), and
-/// leaves in `cache` exactly what this evaluation used or learned.
+/// parallel (`cfg.parallelism` workers, `cfg.timeout` per run), and
+/// compares the GNU and the uutils run of each. Each run is reused from
+/// `cache` when it was recorded for the same case text, locale and binary
+/// content (sha256): a uutils upgrade runs only the uutils side of the
+/// cases, a GNU upgrade only the GNU side, a findutils upgrade only the
+/// cases of find and xargs. Leaves in `cache` exactly what this
+/// evaluation used or learned (a timeout or a failure to start is never
+/// recorded: it may have been the moment's).
 pub fn evaluate(cfg: &SmokeConfig, corpus: &Corpus, targets: &[Target], cache: &mut CompatCache) -> Evaluation {
     let start = Instant::now();
     let locales = differ::locales(&cfg.root);
     let mut digests = Digests::new(&cfg.root, cache);
-    let ids: Vec<(Option<String>, String)> =
-        targets.iter().map(|t| (t.gnu.as_deref().map(|g| digests.of(g)), digests.of(&t.uutils))).collect();
+    let ids: Vec<(Option<String>, String)> = targets
+        .iter()
+        .map(|t| match t.gnu.as_deref() {
+            // Nothing to compare with: neither binary is read.
+            None => (None, String::new()),
+            Some(g) => (Some(digests.of(g)), digests.of(&t.uutils)),
+        })
+        .collect();
     let used_digests = digests.used;
     let probes = probe(cfg, targets, &ids, cache);
     let differ = Differ::new(&cfg.root, cfg.timeout);
@@ -144,50 +155,61 @@ pub fn evaluate(cfg: &SmokeConfig, corpus: &Corpus, targets: &[Target], cache: &
         };
         let mut learned = Vec::new();
         let (Some(gnu), Some(gnu_id)) = (&t.gnu, gnu_id) else {
-            ev.note = Some("the GNU binary was not found".to_string());
-            return (ev, learned);
+            ev.note = Some("no GNU binary to compare with (not found, or compat_checks = false)".to_string());
+            return (ev, learned, 0);
         };
         if let Err(why) = &probe {
             ev.note = Some(format!("the uutils binary fails its smoke probe: {why}"));
-            return (ev, learned);
+            return (ev, learned, 0);
         }
         let mut timeouts = 0;
+        // One run of `binary` (id `bin_id`): recorded for the very same
+        // case text, locale and binary content, or executed now.
+        let mut run = |case: &corpus::Case, locale: &str, binary: &str, bin_id: &str, executed: &mut usize| {
+            let key = format!("run|{}|{locale}|{bin_id}", case.digest());
+            if let Some(r) =
+                cache_ref.results.get(&key).and_then(|v| serde_json::from_value::<RunResult>(v.clone()).ok())
+            {
+                learned.push((key, r.clone()));
+                return Ok(r);
+            }
+            *executed += 1;
+            let r = differ.run(case, locale, binary)?;
+            if r.finished() {
+                learned.push((key, r.clone()));
+            }
+            Ok(r)
+        };
+        let mut executed = 0;
         for case in corpus.cases_of(&t.applet) {
             for locale in &locales {
                 if timeouts >= TIMEOUTS_PER_APPLET {
                     ev.note = Some(format!("uutils timed out in {timeouts} cases: the remaining cases were not run"));
                     continue;
                 }
-                let key = format!("{}|{locale}|{gnu_id}|{uu_id}", case.digest());
-                let recorded =
-                    cache_ref.results.get(&key).and_then(|v| serde_json::from_value::<CaseOutcome>(v.clone()).ok());
-                let (outcome, reused) = match recorded {
-                    Some(o) => (o, true),
-                    None => (differ.compare(case, locale, gnu, &t.uutils), false),
+                let before = executed;
+                let g = run(case, locale, gnu, gnu_id, &mut executed);
+                let u = match &g {
+                    Ok(g) if g.finished() => run(case, locale, &t.uutils, uu_id, &mut executed),
+                    _ => Err("not run: the GNU run did not finish".to_string()),
                 };
-                if let CaseOutcome::Diverged { uutils, .. } = &outcome {
-                    timeouts += usize::from(uutils.timed_out());
+                if u.as_ref().is_ok_and(RunResult::timed_out) {
+                    timeouts += 1;
                 }
-                if outcome.reusable() {
-                    learned.push((key, outcome.clone()));
-                }
+                let outcome = differ::outcome(case, &g, &u);
+                let reused = executed == before;
                 ev.results.push(CaseResult { case: case.id.clone(), locale: locale.clone(), outcome, reused });
             }
         }
-        (ev, learned)
+        (ev, learned, executed)
     });
     let mut evaluation = Evaluation { locales, ..Evaluation::default() };
     let mut results = BTreeMap::new();
-    for (ev, learned) in per_target {
-        for r in &ev.results {
-            if r.reused {
-                evaluation.reused += 1;
-            } else {
-                evaluation.executed += 1;
-            }
-        }
-        for (key, outcome) in learned {
-            results.insert(key, serde_json::to_value(outcome).expect("outcomes serialize"));
+    for (ev, learned, executed) in per_target {
+        evaluation.executed += executed;
+        evaluation.reused += ev.results.len() * 2 - executed.min(ev.results.len() * 2);
+        for (key, run) in learned {
+            results.insert(key, serde_json::to_value(run).expect("runs serialize"));
         }
         evaluation.evidence.insert(ev.applet.clone(), ev);
     }
@@ -207,7 +229,9 @@ fn probe(
     cache: &mut CompatCache,
 ) -> Vec<Result<(), String>> {
     let key = |i: usize| format!("{}|{}", ids[i].1, targets[i].applet);
-    let to_run: Vec<usize> = (0..targets.len()).filter(|&i| cache.probes.get(&key(i)) != Some(&true)).collect();
+    // A target without a GNU binary runs no case: its probe is the smoke's.
+    let to_run: Vec<usize> =
+        (0..targets.len()).filter(|&i| targets[i].gnu.is_some() && cache.probes.get(&key(i)) != Some(&true)).collect();
     let smoke_targets: Vec<SmokeTarget> = to_run
         .iter()
         .map(|&i| SmokeTarget { applet: targets[i].applet.clone(), path: targets[i].uutils.clone() })
@@ -221,7 +245,7 @@ fn probe(
     let verdicts = (0..targets.len())
         .map(|i| {
             let verdict = ran.remove(&i).unwrap_or(Ok(()));
-            if verdict.is_ok() {
+            if verdict.is_ok() && targets[i].gnu.is_some() {
                 probes.insert(key(i), true);
             }
             verdict

@@ -29,8 +29,15 @@ impl Engine {
     /// admin's overrides excepted).
     pub(super) fn apply_policy(&mut self, state: &mut State, plan: Plan, gnu_plan: &Plan) -> Result<Plan> {
         let policy = self.policy(state);
-        let targets = self.compat_targets(&plan, gnu_plan)?;
-        let (corpus, eval) = self.evaluate_compat(&targets, !self.opts.dry_run)?;
+        let mut targets = self.compat_targets(&plan, gnu_plan)?;
+        if !self.config.compat_checks {
+            // No case runs: every applet's evidence is empty (the policy
+            // decides from the concern list; strict keeps all unproven).
+            for t in &mut targets {
+                t.gnu = None;
+            }
+        }
+        let (corpus, eval) = self.evaluate_compat(&targets, !self.opts.dry_run && self.config.compat_checks)?;
         let mut kept: BTreeMap<String, Kept> = BTreeMap::new();
         for t in &targets {
             if let Some(k) = decide(policy, &eval.evidence[&t.applet], corpus.concerns.get(&t.applet)) {

@@ -101,6 +101,15 @@ pub struct Config {
     /// `strict`; see [`Policy`]); `use uutils --policy` overrides it.
     #[serde(default)]
     pub policy: Policy,
+    /// Whether `use uutils` and the hooks run the differential cases
+    /// before they switch; false: the policy decides from the concern list
+    /// alone (`compat` still runs the cases when asked).
+    #[serde(default = "default_compat_checks")]
+    pub compat_checks: bool,
+}
+
+fn default_compat_checks() -> bool {
+    true
 }
 
 fn default_boot_fallback() -> bool {
@@ -133,6 +142,7 @@ impl Default for Config {
             reuse_smoke_verdicts: default_reuse(),
             boot_fallback: default_boot_fallback(),
             policy: Policy::default(),
+            compat_checks: default_compat_checks(),
         }
     }
 }

@@ -114,8 +114,8 @@ pub struct CompatCache {
     /// A file's identity key (device, inode, size, times) -> its sha256:
     /// an unchanged file is not read again.
     pub digests: BTreeMap<String, String>,
-    /// The result key (case digest, locale, both binaries) -> the outcome
-    /// (as the differential runner serializes it).
+    /// The run key (`run|case digest|locale|binary sha256`) -> that run's
+    /// result (as the differential runner serializes it).
     pub results: BTreeMap<String, serde_json::Value>,
     /// The uutils binary's sha256 and applet -> whether its smoke probe passed.
     pub probes: BTreeMap<String, bool>,
