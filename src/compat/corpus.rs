@@ -19,7 +19,10 @@ use crate::error::{Error, ErrorId, Result};
 pub const SHIPPED: &str = "usr/share/oxidizr-arch/compat";
 
 /// The corpus files built into the binary: (file name, text).
-const BUILT_IN_CASES: &[(&str, &str)] = &[("core.toml", include_str!("../../data/compat/cases/core.toml"))];
+const BUILT_IN_CASES: &[(&str, &str)] = &[
+    ("core.toml", include_str!("../../data/compat/cases/core.toml")),
+    ("files.toml", include_str!("../../data/compat/cases/files.toml")),
+];
 
 /// The concern list built into the binary.
 const BUILT_IN_CONCERNS: &str = include_str!("../../data/compat/concerns.toml");

@@ -45,17 +45,24 @@ impl Engine {
             }
         }
         let diverging = eval.evidence.values().filter(|e| e.divergences().next().is_some()).count();
-        let text = format!(
-            "policy {}: {} applets, {} cases x {} locales ({} executed, {} reused) in {} ms; {diverging} diverge; {} kept on GNU",
-            policy.as_str(),
-            targets.len(),
-            eval.evidence.values().map(|e| e.results.len()).sum::<usize>() / eval.locales.len().max(1),
-            eval.locales.len(),
-            eval.executed,
-            eval.reused,
-            eval.duration.as_millis(),
-            kept.keys().filter(|a| !state.overrides.contains(*a)).count(),
-        );
+        let kept_count = kept.keys().filter(|a| !state.overrides.contains(*a)).count();
+        let text = if self.config.compat_checks {
+            format!(
+                "policy {}: {} applets, {} case results under {} locales ({} runs executed, {} reused); {diverging} diverge; {kept_count} kept on GNU",
+                policy.as_str(),
+                targets.len(),
+                eval.evidence.values().map(|e| e.results.len()).sum::<usize>(),
+                eval.locales.len(),
+                eval.executed,
+                eval.reused,
+            )
+        } else {
+            format!(
+                "policy {}: {} applets, differential checks off (compat_checks = false); {kept_count} kept on GNU",
+                policy.as_str(),
+                targets.len()
+            )
+        };
         self.fact("compat", text, None, None, None);
         for (applet, k) in &kept {
             let overridden = state.overrides.contains(applet);

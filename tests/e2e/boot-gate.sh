@@ -24,7 +24,7 @@ step "uu-coreutils broken, boot_fallback = false: reported, exit 1, nothing move
 # From here until the fall-back every coreutils command is broken: only
 # bash builtins, grep and jq below.
 mkdir -p /etc/oxidizr-arch
-printf 'boot_fallback = false\n' >/etc/oxidizr-arch/config.toml
+write_config 'boot_fallback = false'
 printf '#!/bin/sh\nexit 1\n' >/usr/bin/uu-coreutils
 if /usr/bin/ls / >/dev/null 2>&1; then fail "ls works: the premise (a broken uutils) failed"; fi
 expect_exit 1 $OXIDIZR boot-gate
@@ -33,7 +33,7 @@ grep -q "active generation: 1$" /tmp/status || fail "boot_fallback = false moved
 grep -q DEGRADED /tmp/status && fail "boot_fallback = false marked the state degraded"
 
 step "boot_fallback = true (the default): falls back to GNU, held, degraded"
-printf '' >/etc/oxidizr-arch/config.toml
+write_config
 $OXIDIZR boot-gate --json >/tmp/gate.json
 echo "$(</tmp/gate.json)"
 jq -e '.result == "fell-back" and .fell_back == true' /tmp/gate.json >/dev/null || fail "the gate did not fall back"

@@ -7,7 +7,7 @@
 lib=/usr/lib/oxidizr-arch
 facts=/var/log/oxidizr-arch/facts.jsonl
 mkdir -p /etc/oxidizr-arch
-printf 'keep_generations = 1\n' >/etc/oxidizr-arch/config.toml
+write_config 'keep_generations = 1'
 install_all
 install_oxidizr
 "$OXIDIZR" use uutils >/dev/null

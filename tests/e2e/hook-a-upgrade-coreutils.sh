@@ -45,7 +45,7 @@ executed=$(last_candidate | sed -E 's/.*\(([0-9]+) executed.*/\1/')
 
 step "reuse_smoke_verdicts = false: the hooks execute every check every time"
 mkdir -p /etc/oxidizr-arch
-printf 'reuse_smoke_verdicts = false\n' >/etc/oxidizr-arch/config.toml
+write_config 'reuse_smoke_verdicts = false'
 pacman_U "$(mkpkg coreutils 9.10-1)" >/dev/null
 last_candidate | grep -q ', 0 unchanged binaries)' || fail "verdicts were carried over against the config: $(last_candidate)"
 every_applet_resolves
@@ -53,7 +53,7 @@ expect_exit 0 "$OXIDIZR" verify
 
 step "a coreutils upgrade under uutils changes no link: the new generation shares the links of the last tree"
 lib=/usr/lib/oxidizr-arch
-printf 'reuse_smoke_verdicts = true\n' >/etc/oxidizr-arch/config.toml
+write_config 'reuse_smoke_verdicts = true'
 # The active generation (built by the coreutils transaction above) shares
 # the links of the generation that owns its tree.
 active=$(readlink "$lib/active"); active=${active#generations/}

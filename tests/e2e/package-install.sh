@@ -5,6 +5,8 @@
 # installing must change nothing in /usr/bin (the post hook says "not
 # enabled"); the packaged binary reads the packaged config; `pacman -R`
 # removes every file again and keeps an edited config as .pacsave.
+# The package installs /etc/oxidizr-arch/config.toml itself: no test config.
+OXIDIZR_E2E_DEFAULT_CONFIG=1
 . /src/tests/e2e/common.bash
 # Everything below uses the packaged /usr/bin/oxidizr-hook, not $OXIDIZR.
 HOOK=/usr/bin/oxidizr-hook

@@ -91,9 +91,9 @@ step "lock timeouts: out of range is an error id, never a panic"
 expect_exit 2 "$OXIDIZR" --lock-timeout 99999999999999 use gnu
 expect_exit 2 "$OXIDIZR" --lock-timeout 0 use gnu
 mkdir -p /etc/oxidizr-arch
-printf 'lock_timeout_secs = 18446744073709551615\n' >/etc/oxidizr-arch/config.toml
+write_config 'lock_timeout_secs = 18446744073709551615'
 expect_exit 11 "$OXIDIZR" use gnu
-rm /etc/oxidizr-arch/config.toml
+write_config
 
 step "the facts carry the lock wait"
 tail -1 /var/log/oxidizr-arch/facts.jsonl | jq -e '.lock_wait_ms >= 0 and .lock_attempts >= 1' >/dev/null \
