@@ -22,6 +22,7 @@ pub const SHIPPED: &str = "usr/share/oxidizr-arch/compat";
 const BUILT_IN_CASES: &[(&str, &str)] = &[
     ("core.toml", include_str!("../../data/compat/cases/core.toml")),
     ("files.toml", include_str!("../../data/compat/cases/files.toml")),
+    ("text.toml", include_str!("../../data/compat/cases/text.toml")),
 ];
 
 /// The concern list built into the binary.
@@ -317,7 +318,10 @@ mod tests {
     #[test]
     fn the_built_in_corpus_parses_and_is_large_enough() {
         let c = Corpus::built_in().unwrap();
-        assert!(c.cases.len() >= 10, "{} cases", c.cases.len());
+        // The floor: at least 300 cases across the applets scripts use.
+        assert!(c.cases.len() >= 300, "{} cases", c.cases.len());
+        let applets: BTreeSet<&str> = c.cases.iter().map(|c| c.applet.as_str()).collect();
+        assert!(applets.len() >= 60, "{} applets covered", applets.len());
         for applet in ["cp", "mv", "rm"] {
             assert!(c.concerns.contains_key(applet), "{applet} has no concern");
         }
