@@ -40,7 +40,8 @@ pub fn cmd_compat(mut engine: Engine, policy: Option<Policy>, only: &[String]) -
         let text = "==> compat: no installed uutils package provides a managed applet: nothing to compare\n";
         return Ok(Output::new(text.to_string(), json!({ "policy": policy, "applets": {} })));
     }
-    let (corpus, eval) = engine.evaluate_compat(&targets, false)?;
+    let corpus = Corpus::load(&engine.opts.root)?;
+    let eval = engine.evaluate_compat(&corpus, &targets, false)?;
     let verdicts: BTreeMap<&str, Verdict> =
         eval.evidence.iter().map(|(a, ev)| (a.as_str(), verdict(policy, &state, ev, &corpus))).collect();
     Ok(Output::new(render_text(policy, &corpus, &eval, &verdicts), render_json(policy, &corpus, &eval, &verdicts)))

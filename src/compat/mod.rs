@@ -155,7 +155,8 @@ pub fn evaluate(cfg: &SmokeConfig, corpus: &Corpus, targets: &[Target], cache: &
         };
         let mut learned = Vec::new();
         let (Some(gnu), Some(gnu_id)) = (&t.gnu, gnu_id) else {
-            ev.note = Some("no GNU binary to compare with (not found, or compat_checks = false)".to_string());
+            ev.note =
+                Some("not compared (no GNU binary found, on the concern list, or compat_checks = false)".to_string());
             return (ev, learned, 0);
         };
         if let Err(why) = &probe {

@@ -29,15 +29,22 @@ impl Engine {
     /// admin's overrides excepted).
     pub(super) fn apply_policy(&mut self, state: &mut State, plan: Plan, gnu_plan: &Plan) -> Result<Plan> {
         let policy = self.policy(state);
+        let corpus = Corpus::load(&self.opts.root)?;
         let mut targets = self.compat_targets(&plan, gnu_plan)?;
-        if !self.config.compat_checks {
-            // No case runs: every applet's evidence is empty (the policy
-            // decides from the concern list; strict keeps all unproven).
-            for t in &mut targets {
+        for t in &mut targets {
+            // No case runs for an applet the concern list keeps anyway
+            // (unless the admin overrode it: then it is compared and
+            // reported like any other), nor for any with checks off (the
+            // policy then decides from the concern list alone; strict
+            // keeps every unproven applet).
+            let listed = policy != Policy::All
+                && corpus.concerns.contains_key(&t.applet)
+                && !state.overrides.contains(&t.applet);
+            if listed || !self.config.compat_checks {
                 t.gnu = None;
             }
         }
-        let (corpus, eval) = self.evaluate_compat(&targets, !self.opts.dry_run && self.config.compat_checks)?;
+        let eval = self.evaluate_compat(&corpus, &targets, !self.opts.dry_run && self.config.compat_checks)?;
         let mut kept: BTreeMap<String, Kept> = BTreeMap::new();
         for t in &targets {
             if let Some(k) = decide(policy, &eval.evidence[&t.applet], corpus.concerns.get(&t.applet)) {
@@ -103,20 +110,19 @@ impl Engine {
         Ok(targets)
     }
 
-    /// Runs the corpus for `targets`, reusing the recorded results; with
+    /// Runs `corpus` for `targets`, reusing the recorded results; with
     /// `save`, records what this run used and learned (under our lock).
-    pub fn evaluate_compat(&mut self, targets: &[Target], save: bool) -> Result<(Corpus, Evaluation)> {
-        let corpus = Corpus::load(&self.opts.root)?;
+    pub fn evaluate_compat(&mut self, corpus: &Corpus, targets: &[Target], save: bool) -> Result<Evaluation> {
         let state_dir =
             self.opts.root.join(crate::model::layout::STATE).is_dir().then(|| self.layout.state(false)).transpose()?;
         let mut cache = CompatCache::load(state_dir.as_ref());
         cache.schema = crate::model::policy::COMPAT_SCHEMA;
-        let eval = evaluate(&self.smoke_config(), &corpus, targets, &mut cache);
+        let eval = evaluate(&self.smoke_config(), corpus, targets, &mut cache);
         if save {
             self.require_lock()?;
             let dir = self.state_dir()?;
             cache.save(&dir, &mut self.log)?;
         }
-        Ok((corpus, eval))
+        Ok(eval)
     }
 }
