@@ -17,6 +17,9 @@
 #
 # OXIDIZR_BENCH_RUNS (default 25, at least 20) sets the number of measured
 # transactions of each kind. Nothing here asserts a time: it reports.
+# The product's defaults (policy recommended, differential checks on): the
+# hooks measured here run the differential cases of the binaries that changed.
+OXIDIZR_E2E_DEFAULT_CONFIG=1
 . /src/tests/e2e/common.bash
 runs=${OXIDIZR_BENCH_RUNS:-25}
 [ "$runs" -ge 20 ] || fail "OXIDIZR_BENCH_RUNS must be at least 20 (medians and p95 over >= 20 runs)"

@@ -161,8 +161,18 @@ fn time_command(samples: &str, key: &str, cmd: &[&str]) -> ExitCode {
 }
 
 /// The engine stages of a post-transaction operation, in order.
-const HOOK_STAGES: [&str; 9] =
-    ["post-transaction", "plan", "preflight", "harvest", "smoke-candidate", "flip", "link", "smoke-live", "commit"];
+const HOOK_STAGES: [&str; 10] = [
+    "post-transaction",
+    "preflight",
+    "compat",
+    "plan",
+    "harvest",
+    "smoke-candidate",
+    "flip",
+    "link",
+    "smoke-live",
+    "commit",
+];
 
 /// Reads the facts of the last post-transaction operation and records its
 /// phase split under `prefix`; fails unless it built and activated a new
@@ -179,12 +189,14 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
     let op = last["op_id"].clone();
     let ops: Vec<&serde_json::Value> = facts.iter().filter(|f| f["op_id"] == op).collect();
     // The GNU profile refresh (uutils active, GNU files changed) is the one
-    // optional stage: between the live smoke and the commit.
-    let stages: Vec<&str> = ops.iter().filter_map(|f| f["stage"].as_str()).filter(|s| *s != "profile-gnu").collect();
+    // optional stage: between the live smoke and the commit; `keep` facts
+    // (one per applet the policy keeps on GNU) follow the compat stage.
+    let stages: Vec<&str> =
+        ops.iter().filter_map(|f| f["stage"].as_str()).filter(|s| *s != "profile-gnu" && *s != "keep").collect();
     if stages != HOOK_STAGES {
         return Err(format!("the last post-transaction did not rebuild (stages: {})", stages.join(", ")));
     }
-    let commit = ops.last().expect("nine or ten stages");
+    let commit = ops.last().expect("ten or more stages");
     let to = commit["to_generation"].as_u64().ok_or("the commit fact names no generation")?;
     let layout = Layout::open(Path::new("/")).map_err(|e| e.to_string())?;
     let m = generation::read_manifest(&layout, to).map_err(|e| e.to_string())?;
@@ -193,7 +205,11 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
     for f in &ops {
         let us = f["phase_us"].as_f64().unwrap_or(f64::NAN);
         total += us;
-        s.add(&format!("{prefix}/phase/{}", f["stage"].as_str().unwrap_or("?")), us);
+        // One keep fact per kept applet: their (tiny) phases count in the
+        // total only, so every phase has one sample per run.
+        if f["stage"] != "keep" {
+            s.add(&format!("{prefix}/phase/{}", f["stage"].as_str().unwrap_or("?")), us);
+        }
     }
     s.add(&format!("{prefix}/engine"), total);
     s.add(&format!("{prefix}/candidate-smoke"), m.smoke.duration_ms as f64 * 1000.0);
@@ -203,6 +219,19 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
     let checks: Vec<&smoke::CheckResult> = m.smoke.applets.iter().chain(&m.smoke.behaviour).collect();
     s.add(&format!("{prefix}/smoke-checks"), checks.len() as f64);
     s.add(&format!("{prefix}/smoke-executed"), checks.iter().filter(|c| !c.reused).count() as f64);
+    // The differential runs the compat stage executed and reused, from its
+    // fact ("... (N runs executed, M reused) ...").
+    let compat = ops.iter().find(|f| f["stage"] == "compat").and_then(|f| f["decision"].as_str()).unwrap_or("");
+    let number_before = |word: &str| -> f64 {
+        compat
+            .split(word)
+            .next()
+            .and_then(|head| head.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    s.add(&format!("{prefix}/compat-executed"), number_before(" runs executed"));
+    s.add(&format!("{prefix}/compat-reused"), number_before(" reused)"));
     s.flush()
 }
 
@@ -937,11 +966,14 @@ fn hook_table(out: &mut String, all: &BTreeMap<String, Vec<f64>>, prefix: &str, 
     let _ = writeln!(
         out,
         "{number} post-transaction hook inside `pacman -U {package}` ({:.0} applets, {:.0} from uutils; \
-         {:.0} candidate smoke checks, {:.0} of them executed, the rest carried over; {runs} runs), ms",
+         {:.0} candidate smoke checks, {:.0} of them executed, the rest carried over; {:.0} differential \
+         runs executed, {:.0} reused; {runs} runs), ms",
         median(&get("applets")),
         median(&get("uutils")),
         median(&get("smoke-checks")),
         median(&get("smoke-executed")),
+        median(&get("compat-executed")),
+        median(&get("compat-reused")),
     );
     let mut t = Table::new(&["phase", "median", "p95", "share"]);
     let engine = get("engine");
@@ -953,8 +985,9 @@ fn hook_table(out: &mut String, all: &BTreeMap<String, Vec<f64>>, prefix: &str, 
     let phase = |stage: &str| get(&format!("phase/{stage}"));
     let phases: Vec<(&str, Vec<f64>)> = vec![
         ("lock + state + recover", phase("post-transaction")),
-        ("plan (ALPM load + plan)", phase("plan")),
-        ("preflight (ownership + rescue check)", phase("preflight")),
+        ("plan + preflight (ALPM load, ownership, rescue check)", phase("preflight")),
+        ("differential checks (the changed binaries' runs)", phase("compat")),
+        ("policy decisions + final plan", phase("plan")),
         ("harvest (sha256 + link; fsyncs batched)", phase("harvest")),
         ("build + publish (allocate, intent, tree, manifest)", build),
         ("candidate smoke", cand.clone()),
