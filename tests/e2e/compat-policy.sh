@@ -14,6 +14,9 @@
 # A uutils applet that fails its plain smoke probe is not "kept" but fails
 # the smoke and rolls back (E_SMOKE): tests/e2e/hook-b-broken-uutils.sh; one
 # assertion here that the policy does not turn it into a keep.
+# The product defaults (policy recommended, differential checks on), not
+# the policy-all configuration of the older scenarios (common.bash).
+OXIDIZR_E2E_DEFAULT_CONFIG=1
 . /src/tests/e2e/common.bash
 state_dir=/var/lib/oxidizr-arch
 facts=/var/log/oxidizr-arch/facts.jsonl

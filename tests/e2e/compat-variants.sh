@@ -16,6 +16,9 @@
 # least 10 variants must be proven whole.
 # One root for all variants in sequence; each variant is one counted case
 # (/artifacts/e2e-compat-variants.counts).
+# The product defaults (policy recommended, differential checks on), not
+# the policy-all configuration of the older scenarios (common.bash).
+OXIDIZR_E2E_DEFAULT_CONFIG=1
 . /src/tests/e2e/common.bash
 facts=/var/log/oxidizr-arch/facts.jsonl
 
