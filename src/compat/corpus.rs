@@ -22,6 +22,7 @@ pub const SHIPPED: &str = "usr/share/oxidizr-arch/compat";
 const BUILT_IN_CASES: &[(&str, &str)] = &[
     ("core.toml", include_str!("../../data/compat/cases/core.toml")),
     ("files.toml", include_str!("../../data/compat/cases/files.toml")),
+    ("regressions.toml", include_str!("../../data/compat/cases/regressions.toml")),
     ("text.toml", include_str!("../../data/compat/cases/text.toml")),
 ];
 

@@ -12,7 +12,7 @@ use crate::compat::decide::decide;
 use crate::compat::{evaluate, Evaluation, Target};
 use crate::error::Result;
 use crate::kernel::Entry;
-use crate::model::policy::{CompatCache, Kept, Policy};
+use crate::model::policy::{CompatCache, Kept, KeptBy, Policy};
 use crate::model::state::State;
 
 impl Engine {
@@ -71,6 +71,15 @@ impl Engine {
             )
         };
         self.fact("compat", text, None, None, None);
+        // The admin's pins, said like the policy's decisions.
+        for applet in state.pins.iter().filter(|a| plan.applets.contains_key(*a)) {
+            let line = format!("==> keeping {applet} on GNU: {}", KeptBy::Admin.words());
+            let mut fact = self.base_fact("keep", line.trim_start_matches("==> ").to_string(), None, None, None);
+            fact.applet = Some(applet.clone());
+            fact.kept_by = Some(KeptBy::Admin.as_str().to_string());
+            self.emit(fact);
+            self.notes.push(line);
+        }
         for (applet, k) in &kept {
             let overridden = state.overrides.contains(applet);
             let line = if overridden {

@@ -67,9 +67,11 @@ done
 # Three uutils-coreutils versions (the same real binaries, each a new file
 # to pacman): the workload where every uutils binary changes and the
 # candidate smoke executes every check (section 1b).
+# Each version's multicall binary has other bytes (MKPKG_SALT), as a real
+# upgrade's has: the hook re-runs the uutils side of every differential case.
 uu_versions=(0.12.0-5 0.12.0-6 0.12.0-7)
 declare -A uupkg
-for v in "${uu_versions[@]}"; do uupkg[$v]=$(mkpkg uutils-coreutils "$v"); done
+for v in "${uu_versions[@]}"; do uupkg[$v]=$(MKPKG_SALT="bench $v" mkpkg uutils-coreutils "$v"); done
 
 step "scenario: pacman -U coreutils, findutils, uutils-coreutils, uutils-findutils, oxidizr-arch; use uutils"
 install_all
