@@ -12,8 +12,10 @@ step() { printf '==> %s\n' "$*"; }
 # costs seconds per fresh root; the compat-* scenarios pay it, with the
 # defaults: they set OXIDIZR_E2E_DEFAULT_CONFIG=1 before sourcing this file).
 # write_config [LINE...]: that configuration plus LINEs.
+# Only bash builtins once the directory exists (a scenario may have broken
+# every coreutils command when it calls this).
 write_config() {
-    mkdir -p /etc/oxidizr-arch
+    [ -d /etc/oxidizr-arch ] || mkdir -p /etc/oxidizr-arch
     printf '%s\n' 'policy = "all"' 'compat_checks = false' "$@" >/etc/oxidizr-arch/config.toml
 }
 [ "${OXIDIZR_E2E_DEFAULT_CONFIG:-}" = 1 ] || write_config
