@@ -51,51 +51,57 @@ impl Engine {
                 kept.insert(t.applet.clone(), k);
             }
         }
-        let diverging = eval.evidence.values().filter(|e| e.divergences().next().is_some()).count();
         let kept_count = kept.keys().filter(|a| !state.overrides.contains(*a)).count();
-        let text = if self.config.compat_checks {
-            format!(
-                "policy {}: {} applets, {} case results under {} locales ({} runs executed, {} reused); {diverging} diverge; {kept_count} kept on GNU",
-                policy.as_str(),
-                targets.len(),
-                eval.evidence.values().map(|e| e.results.len()).sum::<usize>(),
-                eval.locales.len(),
-                eval.executed,
-                eval.reused,
-            )
-        } else {
-            format!(
-                "policy {}: {} applets, differential checks off (compat_checks = false); {kept_count} kept on GNU",
-                policy.as_str(),
-                targets.len()
-            )
-        };
+        let text = self.compat_summary(policy, targets.len(), &eval, kept_count);
         self.fact("compat", text, None, None, None);
         // The admin's pins, said like the policy's decisions.
         for applet in state.pins.iter().filter(|a| plan.applets.contains_key(*a)) {
             let line = format!("==> keeping {applet} on GNU: {}", KeptBy::Admin.words());
-            let mut fact = self.base_fact("keep", line.trim_start_matches("==> ").to_string(), None, None, None);
-            fact.applet = Some(applet.clone());
-            fact.kept_by = Some(KeptBy::Admin.as_str().to_string());
-            self.emit(fact);
-            self.notes.push(line);
+            self.say_kept(applet, KeptBy::Admin.as_str(), line);
         }
         for (applet, k) in &kept {
-            let overridden = state.overrides.contains(applet);
-            let line = if overridden {
-                format!("==> {applet} follows uutils by the admin's override (the policy would keep it: {})", k.line())
+            if state.overrides.contains(applet) {
+                let line = format!(
+                    "==> {applet} follows uutils by the admin's override (the policy would keep it: {})",
+                    k.line()
+                );
+                self.say_kept(applet, "override", line);
             } else {
-                format!("==> keeping {applet} on GNU: {}", k.line())
-            };
-            let mut fact = self.base_fact("keep", line.trim_start_matches("==> ").to_string(), None, None, None);
-            fact.applet = Some(applet.clone());
-            fact.kept_by = Some(if overridden { "override" } else { k.kept_by.as_str() }.to_string());
-            self.emit(fact);
-            self.notes.push(line);
+                self.say_kept(applet, k.kept_by.as_str(), format!("==> keeping {applet} on GNU: {}", k.line()));
+            }
         }
         let effective: BTreeSet<String> = kept.keys().filter(|a| !state.overrides.contains(*a)).cloned().collect();
         state.kept = kept;
         Ok(plan.keeping_on_gnu(gnu_plan, &effective))
+    }
+
+    /// The compat fact's decision: what ran, what was reused, what is kept.
+    fn compat_summary(&self, policy: Policy, applets: usize, eval: &Evaluation, kept: usize) -> String {
+        if !self.config.compat_checks {
+            return format!(
+                "policy {}: {applets} applets, differential checks off (compat_checks = false); {kept} kept on GNU",
+                policy.as_str()
+            );
+        }
+        let diverging = eval.evidence.values().filter(|e| e.divergences().next().is_some()).count();
+        format!(
+            "policy {}: {applets} applets, {} case results under {} locales ({} runs executed, {} reused); {diverging} diverge; {kept} kept on GNU",
+            policy.as_str(),
+            eval.evidence.values().map(|e| e.results.len()).sum::<usize>(),
+            eval.locales.len(),
+            eval.executed,
+            eval.reused,
+        )
+    }
+
+    /// One applet kept on GNU (or switched by the admin's override): a
+    /// `keep` fact and the output line.
+    fn say_kept(&mut self, applet: &str, kept_by: &str, line: String) {
+        let mut fact = self.base_fact("keep", line.trim_start_matches("==> ").to_string(), None, None, None);
+        fact.applet = Some(applet.to_string());
+        fact.kept_by = Some(kept_by.to_string());
+        self.emit(fact);
+        self.notes.push(line);
     }
 
     /// The applets `plan` backs with uutils, each with its GNU binary:

@@ -130,7 +130,8 @@ pub struct Fact {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applet: Option<String>,
     /// Keep facts: who or what keeps it (`admin`, `policy-list`,
-    /// `divergence`, `unchecked`).
+    /// `divergence`, `unchecked`), or `override` when the admin's unpin
+    /// switches it although the policy would keep it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_by: Option<String>,
 }
