@@ -209,6 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn effective_pins_are_the_admins_and_the_policys_minus_overrides() {
+        use crate::model::policy::KeptBy;
+        let mut s = State::default();
+        s.pins.insert("ls".into());
+        for a in ["cp", "date"] {
+            let k = Kept { kept_by: KeptBy::Divergence, reason: "x".into(), case: None, source: None };
+            s.kept.insert(a.into(), k);
+        }
+        s.overrides.insert("date".into());
+        let got: Vec<String> = s.effective_pins().into_iter().collect();
+        assert_eq!(got, ["cp", "ls"]);
+        // A state written before the policies existed reads as none of them.
+        let old = r#"{"schema":1,"profile":"uutils","pins":[],"next_generation":3,"history":[],"degraded":null}"#;
+        let back: State = serde_json::from_str(old).unwrap();
+        assert!(back.kept.is_empty() && back.overrides.is_empty() && back.policy.is_none());
+    }
+
+    #[test]
     fn a_state_without_a_hold_reads_and_writes_as_before() {
         let s = State::default();
         let text = serde_json::to_string(&s).unwrap();
