@@ -226,7 +226,7 @@ fn record_hook(samples: &Path, prefix: &str) -> Res<()> {
         compat
             .split(word)
             .next()
-            .and_then(|head| head.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).next_back())
+            .and_then(|head| head.split(|c: char| !c.is_ascii_digit()).rfind(|t| !t.is_empty()))
             .and_then(|n| n.parse().ok())
             .unwrap_or(f64::NAN)
     };
