@@ -13,10 +13,12 @@ mark=/tmp/paused
 dbl=/var/lib/pacman/db.lck
 cases=0
 
-# wait_mark: until the paused operation reached its point (bounded).
+# wait_mark: until the paused operation reached its point (bounded). Only
+# builtins inside the loop: while pacman replaces coreutils, /usr/bin/sleep
+# is briefly absent (libalpm unlinks, then extracts).
 wait_mark() {
     local i
-    for i in $(seq 1 300); do [ -f $mark ] && return 0; sleep 0.1; done
+    for ((i = 0; i < 300; i++)); do [ -f $mark ] && return 0; read -rt 0.1 <> <(:) || :; done
     fail "the operation never reached its pause point $1"
 }
 
