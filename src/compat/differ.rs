@@ -12,7 +12,6 @@
 //! (the host's chroot always changes into the new `/`; the root's shell
 //! enters the case directory and replaces itself with the binary).
 
-use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -351,19 +350,6 @@ pub fn locales(root: &Path) -> Vec<String> {
         all.push(admin);
     }
     all
-}
-
-/// Groups outcomes by aspect for a summary: how many cases differ in each.
-pub fn count_aspects<'a>(outcomes: impl Iterator<Item = &'a CaseOutcome>) -> BTreeMap<Aspect, usize> {
-    let mut counts = BTreeMap::new();
-    for o in outcomes {
-        if let CaseOutcome::Diverged { differs, .. } = o {
-            for a in differs {
-                *counts.entry(*a).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
 }
 
 #[cfg(test)]

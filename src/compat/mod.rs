@@ -166,32 +166,34 @@ pub fn evaluate(cfg: &SmokeConfig, corpus: &Corpus, targets: &[Target], cache: &
         let mut timeouts = 0;
         // One run of `binary` (id `bin_id`): recorded for the very same
         // case text, locale and binary content, or executed now.
-        let mut run = |case: &corpus::Case, locale: &str, binary: &str, bin_id: &str, executed: &mut usize| {
-            let key = format!("run|{}|{locale}|{bin_id}", case.digest());
-            if let Some(r) =
-                cache_ref.results.get(&key).and_then(|v| serde_json::from_value::<RunResult>(v.clone()).ok())
-            {
-                learned.push((key, r.clone()));
-                return Ok(r);
-            }
-            *executed += 1;
-            let r = differ.run(case, locale, binary)?;
-            if r.finished() {
-                learned.push((key, r.clone()));
-            }
-            Ok(r)
-        };
+        let mut run =
+            |case: &corpus::Case, digest: &str, locale: &str, binary: &str, bin_id: &str, executed: &mut usize| {
+                let key = format!("run|{digest}|{locale}|{bin_id}");
+                if let Some(r) =
+                    cache_ref.results.get(&key).and_then(|v| serde_json::from_value::<RunResult>(v.clone()).ok())
+                {
+                    learned.push((key, r.clone()));
+                    return Ok(r);
+                }
+                *executed += 1;
+                let r = differ.run(case, locale, binary)?;
+                if r.finished() {
+                    learned.push((key, r.clone()));
+                }
+                Ok(r)
+            };
         let mut executed = 0;
         for case in corpus.cases_of(&t.applet) {
+            let digest = case.digest();
             for locale in &locales {
                 if timeouts >= TIMEOUTS_PER_APPLET {
                     ev.note = Some(format!("uutils timed out in {timeouts} cases: the remaining cases were not run"));
                     continue;
                 }
                 let before = executed;
-                let g = run(case, locale, gnu, gnu_id, &mut executed);
+                let g = run(case, &digest, locale, gnu, gnu_id, &mut executed);
                 let u = match &g {
-                    Ok(g) if g.finished() => run(case, locale, &t.uutils, uu_id, &mut executed),
+                    Ok(g) if g.finished() => run(case, &digest, locale, &t.uutils, uu_id, &mut executed),
                     _ => Err("not run: the GNU run did not finish".to_string()),
                 };
                 if u.as_ref().is_ok_and(RunResult::timed_out) {
